@@ -1,0 +1,50 @@
+"""The FastAPI application factory: routers are mounted here and only here."""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
+
+from server.api import health, stimuli_files
+from server.config import Settings, get_settings
+from server.db.migrate import upgrade_database
+from server.db.session import make_engine, make_session_factory
+from server.errors import AppError
+from web import STATIC_DIR
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the app for `settings` (tests pass their own; the CLI uses the environment)."""
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        yield
+        app.state.engine.dispose()
+
+    app = FastAPI(
+        title="psychinterp",
+        version="0.1.0",
+        description="Psychophysics of vision-model units: stimuli, 2AFC trials, responses, scores.",
+        lifespan=lifespan,
+    )
+    if settings.run_migrations_on_start:
+        upgrade_database(settings.database_url)
+    app.state.settings = settings
+    app.state.engine = make_engine(settings.database_url)
+    app.state.session_factory = make_session_factory(app.state.engine)
+    app.state.secret_key = settings.resolved_secret_key()
+
+    @app.exception_handler(AppError)
+    async def _app_error(_request: Request, exc: AppError) -> JSONResponse:
+        return JSONResponse(
+            status_code=exc.status_code, content={"detail": exc.message, "code": exc.code}
+        )
+
+    app.include_router(health.router)
+    app.include_router(stimuli_files.router)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    return app

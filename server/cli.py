@@ -1,0 +1,205 @@
+"""The `psychinterp` command line. Thin: each command parses, calls a library function, prints.
+
+Errors a user can fix (AppError) print one line and exit 1, never a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from server.config import Settings
+from server.errors import AppError
+
+warnings.filterwarnings("ignore", category=FutureWarning, module="torch")
+
+app = typer.Typer(help="psychinterp: measure how well people understand vision-model units.",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+admin_app = typer.Typer(help="Admin accounts.", no_args_is_help=True)
+models_app = typer.Typer(help="Vision models: list, inspect layers, evaluate.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(admin_app, name="admin")
+app.add_typer(models_app, name="models")
+
+# Piped output (scripts, tests) should not wrap table cells at 80 columns.
+console = Console(width=None if sys.stdout.isatty() else 200)
+err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
+
+DatabaseUrlOption = Annotated[
+    str | None, typer.Option("--database-url", help="Overrides PSYCHINTERP_DATABASE_URL.")
+]
+
+
+def settings_from(database_url: str | None = None, **overrides: Any) -> Settings:
+    """Settings from the environment, with command-line overrides."""
+    values = {k: v for k, v in overrides.items() if v is not None}
+    if database_url:
+        values["database_url"] = database_url
+    return Settings(**values)
+
+
+def friendly_errors(func: Callable) -> Callable:
+    """Turn user-fixable failures into one line on stderr and exit status 1."""
+
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from sqlalchemy.exc import OperationalError
+
+        try:
+            return func(*args, **kwargs)
+        except AppError as exc:
+            err_console.print(f"[red]error:[/red] {exc.message}", highlight=False)
+            raise typer.Exit(1) from None
+        except OperationalError as exc:
+            reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+            err_console.print(f"[red]error:[/red] database unreachable: {reason}", highlight=False)
+            raise typer.Exit(1) from None
+
+    return wrapper
+
+
+def open_database(settings: Settings, migrate: bool = True):
+    """Upgrade the schema (unless told not to) and return a session factory."""
+    from server.db.migrate import upgrade_database
+    from server.db.session import check_database, make_engine, make_session_factory
+
+    engine = make_engine(settings.database_url)
+    problem = check_database(engine)
+    if problem:
+        raise AppError(f"database unreachable ({settings.database_url.split('@')[-1]}): {problem}")
+    if migrate:
+        upgrade_database(settings.database_url)
+    return make_session_factory(engine)
+
+
+# --- server ------------------------------------------------------------------------------------
+
+
+@app.command()
+@friendly_errors
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    database_url: DatabaseUrlOption = None,
+    workers: Annotated[int, typer.Option(help="Worker processes (PostgreSQL only).")] = 1,
+) -> None:
+    """Run the web server (participant pages, admin, API)."""
+    import uvicorn
+
+    from server.app import create_app
+
+    settings = settings_from(database_url)
+    open_database(settings)
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+
+
+# --- db ----------------------------------------------------------------------------------------
+
+
+@db_app.command("upgrade")
+@friendly_errors
+def db_upgrade(database_url: DatabaseUrlOption = None) -> None:
+    """Create or migrate the schema to the latest version."""
+    settings = settings_from(database_url)
+    open_database(settings)
+    console.print(f"database at head: {settings.database_url.split('@')[-1]}")
+
+
+# --- admin -------------------------------------------------------------------------------------
+
+
+@admin_app.command("create-user")
+@friendly_errors
+def admin_create_user(
+    email: Annotated[str, typer.Option(help="Login email.")],
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from standard input.")
+    ] = False,
+    role: Annotated[str, typer.Option(help="admin or researcher.")] = "admin",
+    database_url: DatabaseUrlOption = None,
+) -> None:
+    """Create a dashboard account (password hashed with argon2)."""
+    from server.auth import create_admin_user
+    from server.db.session import session_scope
+
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    factory = open_database(settings_from(database_url))
+    with session_scope(factory) as db:
+        user = create_admin_user(db, email, password, role)
+        console.print(f"created {user.role} {user.email}")
+
+
+# --- models ------------------------------------------------------------------------------------
+
+
+@models_app.command("list")
+def models_list() -> None:
+    """Builtin models (offline weights) and the other sources."""
+    from server.stimuli.models import list_models
+
+    table = Table("name", "source", "input", "mean", "std")
+    for spec in list_models():
+        p = spec.preprocessing
+        table.add_row(spec.name, spec.source, f"{p.resize_size}->{p.image_size}",
+                      str(p.mean), str(p.std))
+    console.print(table)
+    console.print("Also: torchvision:ARCH [--weights FILE], python:module:factory")
+
+
+@models_app.command("layers")
+@friendly_errors
+def models_layers(
+    model: Annotated[str, typer.Argument(help="Model name, e.g. efficientnet-lite0.")],
+    weights: Annotated[str | None, typer.Option(help="Weights file.")] = None,
+) -> None:
+    """Every layer of MODEL with its type and output shape."""
+    from server.stimuli.models import describe_layers, load_model
+
+    loaded = load_model(model, "cpu", weights)
+    table = Table("layer", "type", "output shape")
+    for info in describe_layers(loaded):
+        shape = "x".join(map(str, info.output_shape)) if info.output_shape else "-"
+        table.add_row(info.name, info.type, shape)
+    console.print(table)
+
+
+@models_app.command("evaluate")
+@friendly_errors
+def models_evaluate(
+    model: Annotated[str, typer.Argument(help="Model name.")],
+    images: Annotated[Path, typer.Option(help="ImageFolder: one folder per class, sorted.")],
+    batch_size: Annotated[int, typer.Option(min=1)] = 32,
+    device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:N, mps.")] = None,
+    weights: Annotated[str | None, typer.Option(help="Weights file.")] = None,
+    workers: Annotated[int, typer.Option(min=0, help="DataLoader workers.")] = 0,
+) -> None:
+    """Top-1 accuracy on an ImageFolder; checks the preprocessing matches the weights."""
+    from server.stimuli.evaluate import evaluate_top1
+    from server.stimuli.models import load_model
+
+    settings = settings_from(device=device)
+    loaded = load_model(model, settings.device, weights)
+    result = evaluate_top1(loaded, images, batch_size=batch_size, num_workers=workers)
+    if result.skipped:
+        err_console.print(f"skipped {result.skipped} unreadable image(s):", highlight=False)
+        for name in result.skipped_files[:20]:
+            err_console.print(f"  {name}", highlight=False)
+    if result.n == 0:
+        raise AppError("no readable images: nothing to evaluate")
+    print(f"top1={result.top1:.3f} n={result.n}")
+
+
+def main() -> None:  # pragma: no cover - console-script entry point
+    app()

@@ -1,0 +1,274 @@
+"""The domain in tables: models, units, images, stimuli, studies, trials, sessions, responses.
+
+Answers (which query is the max) live only here and in server-side code; nothing
+that reaches a participant's browser is derived from them except the grading result.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def new_id() -> str:
+    """Opaque random identifiers: sequential IDs would leak order and counts."""
+    return uuid.uuid4().hex
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class AdminUser(Base):
+    __tablename__ = "admin_users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(20), default="researcher")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class VisionModel(Base):
+    """A model as used by a study: registry name plus the spec it was loaded with."""
+
+    __tablename__ = "vision_models"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    source: Mapped[str] = mapped_column(String(50))
+    spec: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+    units: Mapped[list[Unit]] = relationship(back_populates="model")
+
+
+class Unit(Base):
+    """One channel/neuron of one layer of one model."""
+
+    __tablename__ = "units"
+    __table_args__ = (UniqueConstraint("model_id", "layer", "index"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("vision_models.id", ondelete="CASCADE"))
+    layer: Mapped[str] = mapped_column(String(200))
+    index: Mapped[int] = mapped_column(Integer)
+    layer_depth: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+    model: Mapped[VisionModel] = relationship(back_populates="units")
+
+
+class Image(Base):
+    """A content-addressed image file in the stimulus store (sha256 of its bytes)."""
+
+    __tablename__ = "images"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(20))  # natural | synthetic | occlusion
+    media_type: Mapped[str] = mapped_column(String(40))
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    source: Mapped[str | None] = mapped_column(Text, nullable=True)  # original file (natural)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Study(Base):
+    __tablename__ = "studies"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    slug: Mapped[str] = mapped_column(String(100), unique=True)
+    title: Mapped[str] = mapped_column(String(300))
+    status: Mapped[str] = mapped_column(String(20), default="draft")  # draft|live|paused|closed
+    config_yaml: Mapped[str] = mapped_column(Text)
+    config: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    config_hash: Mapped[str] = mapped_column(String(64))
+    seed: Mapped[int] = mapped_column(Integer, default=0)
+    stimulus_set_id: Mapped[str | None] = mapped_column(
+        ForeignKey("stimulus_sets.id", ondelete="SET NULL"), nullable=True
+    )
+    frozen: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    launched_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class StimulusSet(Base):
+    """The output of one generation run. Visible to studies only once status is 'ready'."""
+
+    __tablename__ = "stimulus_sets"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    config_hash: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(20), default="building")  # building|ready|failed
+    manifest: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Stimulus(Base):
+    """One image in a role for one unit: e.g. a max reference, a min query."""
+
+    __tablename__ = "stimuli"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    stimulus_set_id: Mapped[str] = mapped_column(
+        ForeignKey("stimulus_sets.id", ondelete="CASCADE"), index=True
+    )
+    unit_id: Mapped[int] = mapped_column(ForeignKey("units.id", ondelete="CASCADE"))
+    image_sha256: Mapped[str] = mapped_column(ForeignKey("images.sha256"))
+    # role: query_max | query_min | reference_max | reference_min | base (occlusion)
+    role: Mapped[str] = mapped_column(String(30))
+    source: Mapped[str] = mapped_column(String(20))  # natural | synthetic | occlusion
+    rank: Mapped[int] = mapped_column(Integer, default=0)
+    activation: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class Trial(Base):
+    """A 2AFC trial: a query pair, reference sets and the answer (kept server-side)."""
+
+    __tablename__ = "trials"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id", ondelete="CASCADE"), index=True)
+    unit_id: Mapped[int | None] = mapped_column(ForeignKey("units.id"), nullable=True)
+    kind: Mapped[str] = mapped_column(String(20))  # main | practice | catch
+    condition: Mapped[str] = mapped_column(String(30))  # natural | synthetic | mixed | none
+    slot: Mapped[int] = mapped_column(Integer, default=0)  # position in the design
+    query_max: Mapped[str] = mapped_column(ForeignKey("images.sha256"))
+    query_min: Mapped[str] = mapped_column(ForeignKey("images.sha256"))
+    references_max: Mapped[list[Any]] = mapped_column(default=list)
+    references_min: Mapped[list[Any]] = mapped_column(default=list)
+    base_image: Mapped[str | None] = mapped_column(ForeignKey("images.sha256"), nullable=True)
+    details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class ParticipantSession(Base):
+    __tablename__ = "participant_sessions"
+    __table_args__ = (UniqueConstraint("study_id", "worker_hash"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id", ondelete="CASCADE"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    worker_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    platform: Mapped[str] = mapped_column(String(20), default="plain")  # prolific|mturk|plain
+    platform_params: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    status: Mapped[str] = mapped_column(String(20), default="active")
+    # active | completed | declined | returned | screened_out
+    seed: Mapped[int] = mapped_column(Integer, default=0)
+    design_row: Mapped[int] = mapped_column(Integer, default=0)
+    client_info: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    events: Mapped[list[Any]] = mapped_column(default=list)
+    excluded: Mapped[bool] = mapped_column(Boolean, default=False)
+    exclusion_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    completion_code: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class Assignment(Base):
+    """A trial placed at a position in one session, with its a/b order (answer side)."""
+
+    __tablename__ = "assignments"
+    __table_args__ = (
+        UniqueConstraint("session_id", "position"),
+        UniqueConstraint("session_id", "trial_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    session_id: Mapped[str] = mapped_column(
+        ForeignKey("participant_sessions.id", ondelete="CASCADE"), index=True
+    )
+    trial_id: Mapped[str] = mapped_column(ForeignKey("trials.id", ondelete="CASCADE"))
+    position: Mapped[int] = mapped_column(Integer)
+    max_is_a: Mapped[bool] = mapped_column(Boolean)
+    # Order of references shown; server-side so a/b and the references can be re-shown on resume.
+    display: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class Response(Base):
+    """One graded answer. Written once: unique per assignment and per idempotency key."""
+
+    __tablename__ = "responses"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    session_id: Mapped[str] = mapped_column(
+        ForeignKey("participant_sessions.id", ondelete="CASCADE"), index=True
+    )
+    assignment_id: Mapped[int] = mapped_column(
+        ForeignKey("assignments.id", ondelete="CASCADE"), unique=True
+    )
+    trial_id: Mapped[str] = mapped_column(ForeignKey("trials.id", ondelete="CASCADE"))
+    idempotency_key: Mapped[str] = mapped_column(String(100), unique=True)
+    choice: Mapped[str] = mapped_column(String(1))  # a | b
+    confidence: Mapped[int] = mapped_column(Integer)
+    rt_ms: Mapped[float] = mapped_column(Float)
+    correct: Mapped[bool] = mapped_column(Boolean)
+    client_sent_at: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    client_data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    record_hash: Mapped[str] = mapped_column(String(64))
+
+
+class Job(Base):
+    """A background generation job with its progress, visible to the CLI and dashboard."""
+
+    __tablename__ = "jobs"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    kind: Mapped[str] = mapped_column(String(40))
+    status: Mapped[str] = mapped_column(String(20), default="queued")
+    # queued | running | succeeded | failed | cancelled
+    study_id: Mapped[int | None] = mapped_column(
+        ForeignKey("studies.id", ondelete="SET NULL"), nullable=True
+    )
+    progress: Mapped[int] = mapped_column(Integer, default=0)
+    total: Mapped[int] = mapped_column(Integer, default=0)
+    message: Mapped[str] = mapped_column(Text, default="")
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class BarredWorker(Base):
+    """A (hashed) worker who may not take part in a study group."""
+
+    __tablename__ = "barred_workers"
+    __table_args__ = (UniqueConstraint("worker_hash", "study_group"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    worker_hash: Mapped[str] = mapped_column(String(64))
+    study_group: Mapped[str] = mapped_column(String(100))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class AuditEvent(Base):
+    """Append-only log; each row's hash chains the previous one (integrity proof)."""
+
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    actor: Mapped[str] = mapped_column(String(320))
+    action: Mapped[str] = mapped_column(String(60))
+    study_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    hash: Mapped[str] = mapped_column(String(64))
+    prev_hash: Mapped[str] = mapped_column(String(64))

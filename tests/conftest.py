@@ -1,0 +1,87 @@
+"""Shared fixtures: a real database (SQLite file, and PostgreSQL when configured), the app,
+and the real EfficientNet-Lite0 model.
+
+PostgreSQL tests run when PSYCHINTERP_TEST_POSTGRES_URL points at a server whose user may
+create databases (`.ci/run` sets it). Each test gets its own fresh database.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import create_engine, text
+
+from server.app import create_app
+from server.config import Settings
+
+POSTGRES_URL = os.environ.get("PSYCHINTERP_TEST_POSTGRES_URL")
+DATABASE_BACKENDS = ["sqlite"] + (["postgresql"] if POSTGRES_URL else [])
+
+if os.environ.get("CI") and not POSTGRES_URL:
+    raise RuntimeError("CI must test PostgreSQL too: set PSYCHINTERP_TEST_POSTGRES_URL (.ci/run)")
+
+
+def _postgres_database() -> Iterator[str]:
+    name = f"pi_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield POSTGRES_URL.rsplit("/", 1)[0] + "/" + name
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(params=DATABASE_BACKENDS)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty database of each configured backend."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'test.db'}"
+    else:
+        yield from _postgres_database()
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'test.db'}"
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path: Path) -> Settings:
+    return Settings(
+        database_url=database_url, data_dir=tmp_path / "data", secret_key="test-secret-key"
+    )
+
+
+@pytest.fixture
+def app(settings: Settings):
+    return create_app(settings)
+
+
+@pytest.fixture
+def client(app) -> Iterator[TestClient]:
+    with TestClient(app) as test_client:
+        yield test_client
+
+
+@pytest.fixture(scope="session")
+def lite0():
+    """The real EfficientNet-Lite0 with its ImageNet weights, loaded once."""
+    from server.stimuli.models import load_model
+
+    return load_model("efficientnet-lite0", "cpu")
+
+
+@pytest.fixture(scope="session")
+def demo_pool(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small pool of real photos (crops/flips of scikit-image's images)."""
+    from server.stimuli.demo_images import build_demo_pool
+
+    return build_demo_pool(tmp_path_factory.mktemp("pool"), per_photo=6, size=160)
