@@ -21,11 +21,16 @@ from server.errors import AppError
 
 warnings.filterwarnings("ignore", category=FutureWarning, module="torch")
 
-app = typer.Typer(help="psychinterp: measure how well people understand vision-model units.",
-                  no_args_is_help=True, pretty_exceptions_enable=False)
+app = typer.Typer(
+    help="psychinterp: measure how well people understand vision-model units.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 admin_app = typer.Typer(help="Admin accounts.", no_args_is_help=True)
-models_app = typer.Typer(help="Vision models: list, inspect layers, evaluate.", no_args_is_help=True)
+models_app = typer.Typer(
+    help="Vision models: list, inspect layers, evaluate.", no_args_is_help=True
+)
 app.add_typer(db_app, name="db")
 app.add_typer(admin_app, name="admin")
 app.add_typer(models_app, name="models")
@@ -152,8 +157,9 @@ def models_list() -> None:
     table = Table("name", "source", "input", "mean", "std")
     for spec in list_models():
         p = spec.preprocessing
-        table.add_row(spec.name, spec.source, f"{p.resize_size}->{p.image_size}",
-                      str(p.mean), str(p.std))
+        table.add_row(
+            spec.name, spec.source, f"{p.resize_size}->{p.image_size}", str(p.mean), str(p.std)
+        )
     console.print(table)
     console.print("Also: torchvision:ARCH [--weights FILE], python:module:factory")
 

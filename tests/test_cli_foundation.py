@@ -14,16 +14,30 @@ def test_db_upgrade_then_create_user(database_url):
     assert result.exit_code == 0, result.output
     result = runner.invoke(
         app,
-        ["admin", "create-user", "--email", "r@lab.org", "--password-stdin",
-         "--database-url", database_url],
+        [
+            "admin",
+            "create-user",
+            "--email",
+            "r@lab.org",
+            "--password-stdin",
+            "--database-url",
+            database_url,
+        ],
         input="a long enough password\n",
     )
     assert result.exit_code == 0, result.output
     assert "created admin r@lab.org" in result.output
     again = runner.invoke(
         app,
-        ["admin", "create-user", "--email", "r@lab.org", "--password-stdin",
-         "--database-url", database_url],
+        [
+            "admin",
+            "create-user",
+            "--email",
+            "r@lab.org",
+            "--password-stdin",
+            "--database-url",
+            database_url,
+        ],
         input="a long enough password\n",
     )
     assert again.exit_code == 1
@@ -58,10 +72,12 @@ def test_models_layers_shows_shapes():
 
 
 def test_evaluate_rejects_missing_and_flat_dirs(tmp_path):
-    missing = runner.invoke(app, ["models", "evaluate", "efficientnet-lite0",
-                                  "--images", str(tmp_path / "nope")])
+    missing = runner.invoke(
+        app, ["models", "evaluate", "efficientnet-lite0", "--images", str(tmp_path / "nope")]
+    )
     assert missing.exit_code == 1 and "does not exist" in missing.output
     (tmp_path / "flat").mkdir()
-    empty = runner.invoke(app, ["models", "evaluate", "efficientnet-lite0",
-                                "--images", str(tmp_path / "flat")])
+    empty = runner.invoke(
+        app, ["models", "evaluate", "efficientnet-lite0", "--images", str(tmp_path / "flat")]
+    )
     assert empty.exit_code == 1 and "no images" in empty.output

@@ -22,8 +22,12 @@ def test_healthz_503_when_database_unreachable(tmp_path):
     from server.app import create_app
 
     db_file = tmp_path / "gone" / "x.db"
-    settings = Settings(database_url=f"sqlite:///{db_file}", data_dir=tmp_path / "d",
-                        secret_key="k", run_migrations_on_start=False)
+    settings = Settings(
+        database_url=f"sqlite:///{db_file}",
+        data_dir=tmp_path / "d",
+        secret_key="k",
+        run_migrations_on_start=False,
+    )
     app = create_app(settings)
     # Point the engine at a directory SQLite cannot open as a file.
     app.state.engine = make_engine(f"sqlite:///{tmp_path}")
@@ -37,8 +41,17 @@ def test_healthz_503_when_database_unreachable(tmp_path):
 def test_migrations_create_every_table(settings, app):
     engine = make_engine(settings.database_url)
     tables = set(inspect(engine).get_table_names())
-    assert {"studies", "trials", "responses", "participant_sessions", "admin_users",
-            "images", "units", "jobs", "audit_events"} <= tables
+    assert {
+        "studies",
+        "trials",
+        "responses",
+        "participant_sessions",
+        "admin_users",
+        "images",
+        "units",
+        "jobs",
+        "audit_events",
+    } <= tables
     engine.dispose()
 
 

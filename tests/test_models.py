@@ -59,8 +59,10 @@ def test_bigger_lites_load_with_their_input_size(name, size):
 def test_evaluate_cli_prints_top1_and_skips_corrupt(tmp_path):
     folder = build_labelled_folder(tmp_path / "val", per_photo=2)
     (folder / "class_0282" / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
-    result = CliRunner().invoke(app, ["models", "evaluate", "efficientnet-lite0",
-                                      "--images", str(folder), "--batch-size", "4"])
+    result = CliRunner().invoke(
+        app,
+        ["models", "evaluate", "efficientnet-lite0", "--images", str(folder), "--batch-size", "4"],
+    )
     assert result.exit_code == 0, result.output
     last = result.output.strip().splitlines()[-1]
     assert last.startswith("top1=") and last.endswith("n=6")

@@ -13,6 +13,7 @@ def healthz(request: Request) -> JSONResponse:
     problem = check_database(request.app.state.engine)
     if problem:
         return JSONResponse(
-            status_code=503, content={"status": "error", "database": "unreachable", "reason": problem}
+            status_code=503,
+            content={"status": "error", "database": "unreachable", "reason": problem},
         )
     return JSONResponse(content={"status": "ok", "database": "ok"})

@@ -16,7 +16,9 @@ def alembic_config(database_url: str) -> Config:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     # '%' must be escaped for configparser (passwords may contain it).
-    config.set_main_option("sqlalchemy.url", normalise_database_url(database_url).replace("%", "%%"))
+    config.set_main_option(
+        "sqlalchemy.url", normalise_database_url(database_url).replace("%", "%%")
+    )
     return config
 
 

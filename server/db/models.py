@@ -7,7 +7,7 @@ that reaches a participant's browser is derived from them except the grading res
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -25,7 +25,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def new_id() -> str:
@@ -135,6 +135,8 @@ class Stimulus(Base):
     # role: query_max | query_min | reference_max | reference_min | base (occlusion)
     role: Mapped[str] = mapped_column(String(30))
     source: Mapped[str] = mapped_column(String(20))  # natural | synthetic | occlusion
+    # IMI splits each unit's extremes into batches (one trial's worth of images each).
+    batch: Mapped[int] = mapped_column(Integer, default=0)
     rank: Mapped[int] = mapped_column(Integer, default=0)
     activation: Mapped[float | None] = mapped_column(Float, nullable=True)
 

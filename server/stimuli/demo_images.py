@@ -43,7 +43,10 @@ def photo_variants(image: Image.Image, per_photo: int, size: int, rng: np.random
 
 
 def build_demo_pool(
-    out_dir: str | Path, per_photo: int = 12, size: int = 256, seed: int = 0,
+    out_dir: str | Path,
+    per_photo: int = 12,
+    size: int = 256,
+    seed: int = 0,
     photos: tuple[str, ...] = DEMO_PHOTOS,
 ) -> Path:
     """Write `len(photos) * per_photo` JPEGs into `out_dir` (flat folder); reuse if complete."""
@@ -59,8 +62,9 @@ def build_demo_pool(
     return out
 
 
-def build_labelled_folder(out_dir: str | Path, per_photo: int = 4, size: int = 256,
-                          seed: int = 0) -> Path:
+def build_labelled_folder(
+    out_dir: str | Path, per_photo: int = 4, size: int = 256, seed: int = 0
+) -> Path:
     """An ImageNet-style folder (1000 sorted class folders) holding the labelled photos' crops."""
     out = Path(out_dir)
     rng = np.random.default_rng(seed)

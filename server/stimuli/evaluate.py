@@ -36,7 +36,9 @@ def evaluate_top1(
     """
     image_set = scan_image_folder(images_dir, require_classes=True)
     pre = model.preprocessing
-    dataset = ImageFileDataset(image_set.files, image_set.labels, pre.pil_to_input(), pre.image_size)
+    dataset = ImageFileDataset(
+        image_set.files, image_set.labels, pre.pil_to_input(), pre.image_size
+    )
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers)
     mapping = torch.tensor(class_indices if class_indices else range(len(image_set.classes)))
     correct = total = 0

@@ -31,8 +31,10 @@ class ImageSet:
 
     def image_ids(self) -> list[str]:
         """Stable ids: paths relative to the root."""
-        return [str(p.relative_to(self.root)) if p.is_relative_to(self.root) else str(p)
-                for p in self.files]
+        return [
+            str(p.relative_to(self.root)) if p.is_relative_to(self.root) else str(p)
+            for p in self.files
+        ]
 
 
 def scan_image_folder(root: str | Path, require_classes: bool = False) -> ImageSet:

@@ -206,7 +206,7 @@ def _load_torchvision(spec: ModelSpec) -> nn.Module:
         return module
     try:
         return tvm.get_model(arch, weights="DEFAULT")
-    except Exception as exc:  # noqa: BLE001 - download failures come in many types
+    except Exception as exc:
         raise UnknownModel(
             f"could not load torchvision weights for {arch!r} ({type(exc).__name__}). "
             "Put them in the torch hub cache or pass --weights FILE."
@@ -297,7 +297,7 @@ def describe_layers(model: LoadedModel) -> list[LayerInfo]:
         if not name:
             continue
 
-        def hook(_m, _i, output, name=name):  # noqa: ANN001
+        def hook(_m, _i, output, name=name):
             if isinstance(output, torch.Tensor):
                 shapes[name] = tuple(output.shape[1:])
 

@@ -56,7 +56,9 @@ class ImageStore:
     def _path(self, sha256: str, ext: str) -> Path:
         return self.root / sha256[:2] / sha256[2:4] / f"{sha256}.{ext}"
 
-    def put(self, image: Image.Image | np.ndarray, fmt: str = "png", quality: int = 90) -> StoredImage:
+    def put(
+        self, image: Image.Image | np.ndarray, fmt: str = "png", quality: int = 90
+    ) -> StoredImage:
         data = encode_image(image, fmt, quality)
         sha256 = hashlib.sha256(data).hexdigest()
         path = self._path(sha256, fmt)
