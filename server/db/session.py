@@ -16,7 +16,7 @@ from server.errors import AppError
 
 def normalise_database_url(url: str) -> str:
     """Let users write `postgresql://` and still get psycopg 3 (not psycopg2)."""
-    if url.startswith("postgresql://") or url.startswith("postgres://"):
+    if url.startswith(("postgresql://", "postgres://")):
         return "postgresql+psycopg://" + url.split("://", 1)[1]
     return url
 
