@@ -162,7 +162,11 @@ class Trial(Base):
 
 class ParticipantSession(Base):
     __tablename__ = "participant_sessions"
-    __table_args__ = (UniqueConstraint("study_id", "worker_hash"),)
+    __table_args__ = (
+        UniqueConstraint("study_id", "worker_hash"),
+        # One session per design claim: concurrent arrivals can never share a slot.
+        UniqueConstraint("study_id", "design_claim"),
+    )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     study_id: Mapped[int] = mapped_column(ForeignKey("studies.id", ondelete="CASCADE"), index=True)
@@ -174,6 +178,8 @@ class ParticipantSession(Base):
     # active | completed | declined | returned | screened_out
     seed: Mapped[int] = mapped_column(Integer, default=0)
     design_row: Mapped[int] = mapped_column(Integer, default=0)
+    # n-th place of the study's design (row = claim % rows); NULL once released (timed out).
+    design_claim: Mapped[int | None] = mapped_column(Integer, nullable=True)
     client_info: Mapped[dict[str, Any]] = mapped_column(default=dict)
     events: Mapped[list[Any]] = mapped_column(default=list)
     excluded: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -190,7 +196,8 @@ class Assignment(Base):
     __tablename__ = "assignments"
     __table_args__ = (
         UniqueConstraint("session_id", "position"),
-        UniqueConstraint("session_id", "trial_id"),
+        # A repeated practice block shows the same trials again as a new attempt.
+        UniqueConstraint("session_id", "trial_id", "attempt"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -200,6 +207,7 @@ class Assignment(Base):
     trial_id: Mapped[str] = mapped_column(ForeignKey("trials.id", ondelete="CASCADE"))
     position: Mapped[int] = mapped_column(Integer)
     max_is_a: Mapped[bool] = mapped_column(Boolean)
+    attempt: Mapped[int] = mapped_column(Integer, default=0)
     # Order of references shown; server-side so a/b and the references can be re-shown on resume.
     display: Mapped[dict[str, Any]] = mapped_column(default=dict)
 

@@ -2,11 +2,12 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-27 16:09:19.906991
+Create Date: 2026-11-27 16:13:24.225199
 """
 
-import sqlalchemy as sa
 from alembic import op
+import sqlalchemy as sa
+
 
 revision = "0001"
 down_revision = None
@@ -133,6 +134,7 @@ def upgrade() -> None:
         sa.Column("status", sa.String(length=20), nullable=False),
         sa.Column("seed", sa.Integer(), nullable=False),
         sa.Column("design_row", sa.Integer(), nullable=False),
+        sa.Column("design_claim", sa.Integer(), nullable=True),
         sa.Column("client_info", sa.JSON(), nullable=False),
         sa.Column("events", sa.JSON(), nullable=False),
         sa.Column("excluded", sa.Boolean(), nullable=False),
@@ -143,6 +145,7 @@ def upgrade() -> None:
         sa.Column("completed_at", sa.DateTime(timezone=True), nullable=True),
         sa.ForeignKeyConstraint(["study_id"], ["studies.id"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("study_id", "design_claim"),
         sa.UniqueConstraint("study_id", "worker_hash"),
         sa.UniqueConstraint("token_hash"),
     )
@@ -218,12 +221,13 @@ def upgrade() -> None:
         sa.Column("trial_id", sa.String(length=32), nullable=False),
         sa.Column("position", sa.Integer(), nullable=False),
         sa.Column("max_is_a", sa.Boolean(), nullable=False),
+        sa.Column("attempt", sa.Integer(), nullable=False),
         sa.Column("display", sa.JSON(), nullable=False),
         sa.ForeignKeyConstraint(["session_id"], ["participant_sessions.id"], ondelete="CASCADE"),
         sa.ForeignKeyConstraint(["trial_id"], ["trials.id"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("session_id", "position"),
-        sa.UniqueConstraint("session_id", "trial_id"),
+        sa.UniqueConstraint("session_id", "trial_id", "attempt"),
     )
     with op.batch_alter_table("assignments", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_assignments_session_id"), ["session_id"], unique=False)
