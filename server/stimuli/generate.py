@@ -1,0 +1,407 @@
+"""Generation of a stimulus set from a study's `generation:` section (pipeline steps 1-5).
+
+`GenerationConfig` is plain pydantic (importing this module loads no model and no torch);
+`generate_stimuli` is the service: units -> activations -> natural exemplars -> feature
+visualizations -> validity -> images in the store + rows in the database.
+
+Atomicity: heavy work happens before any Stimulus row exists; the rows and the status
+change to "ready" are added in one savepoint at the end. On failure the savepoint is
+rolled back, the set is marked "failed" (commit the session to record that) and
+`GenerationFailed` is raised, so no half-written set is ever "ready".
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from server.config import Settings
+from server.db.models import Image, Stimulus, StimulusSet, Unit, VisionModel
+from server.errors import AppError
+
+if TYPE_CHECKING:
+    from server.stimuli.activations import ActivationTable
+    from server.stimuli.models import LoadedModel
+    from server.stimuli.store import ImageStore
+    from server.stimuli.units import UnitRef
+    from server.stimuli.visualize import Visualization
+
+Progress = Callable[[str, int, int], None]
+
+# lucid's standard transforms (lucent.optvis.transform.standard_transforms).
+LUCID_SCALES = [1 + (i - 5) / 50.0 for i in range(11)]
+LUCID_ANGLES = [float(a) for a in range(-10, 11)] + [0.0] * 5
+
+
+class FVConfig(BaseModel):
+    """Feature visualization settings (defaults: lucent/lucid; IMI's values in PARADIGMS.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    steps: int = Field(512, ge=1, le=100_000, description="Maximum optimisation steps.")
+    lr: float = Field(0.05, gt=0, description="Adam learning rate.")
+    image_size: int = Field(224, ge=16, le=1024, description="Canvas size in pixels.")
+    render_size: int | None = Field(
+        None,
+        ge=16,
+        le=1024,
+        description="Network input size while rendering (default: the "
+        "model's); smaller is faster for fully convolutional models.",
+    )
+    n_diverse: int = Field(8, ge=0, le=64, description="Diverse images per unit and direction.")
+    diversity_weight: float = Field(1.0, ge=0)
+    batch_size: int = Field(64, ge=1, description="Images per forward/backward pass.")
+    pad: int = Field(12, ge=0)
+    jitter: int = Field(8, ge=0)
+    scales: list[float] = Field(default_factory=lambda: list(LUCID_SCALES), min_length=1)
+    angles: list[float] = Field(default_factory=lambda: list(LUCID_ANGLES), min_length=1)
+    jitter_after: int = Field(4, ge=0)
+    early_stop: bool = True
+    plateau_min_steps: int = Field(256, ge=1)
+    plateau_window: int = Field(64, ge=1)
+    plateau_tolerance: float = Field(0.01, ge=0, description="Relative gain per window.")
+    rerender_factor: int = Field(2, ge=1, description="Step multiplier for invalid units.")
+
+    @field_validator("scales")
+    @classmethod
+    def _positive_scales(cls, value: list[float]) -> list[float]:
+        if any(s <= 0 for s in value):
+            raise ValueError("scales must all be positive (1.0 = unchanged)")
+        return value
+
+
+class GenerationConfig(BaseModel):
+    """What to generate: model, units, image set, exemplar counts and visualizations."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = "efficientnet-lite0"
+    weights: str | None = None
+    layers: list[str] = Field(min_length=1)
+    units_per_layer: int = Field(ge=1)
+    seed: int = 0
+    images: str = Field(
+        "demo", description='Image directory, or "demo" for the scikit-image demo pool.'
+    )
+    demo_pool_per_photo: int = Field(12, ge=1, le=200)
+    demo_pool_size: int = Field(256, ge=64, le=1024)
+    k_references: int = Field(9, ge=1, le=64)
+    n_batches: int = Field(1, ge=1, description="Trial variants (batches) per unit.")
+    batch_size: int = Field(32, ge=1, description="Images per forward pass (activations).")
+    num_workers: int = Field(0, ge=0, description="DataLoader worker processes.")
+    natural_format: Literal["jpg", "webp"] = "jpg"
+    fv: FVConfig = Field(default_factory=FVConfig)
+    invalid_units: Literal["exclude", "rerender"] = "exclude"
+
+    @field_validator("layers")
+    @classmethod
+    def _distinct_layers(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("layers must be distinct")
+        if any(not name.strip() for name in value):
+            raise ValueError("layer names must not be empty (see: psychinterp models layers)")
+        return value
+
+    @model_validator(mode="after")
+    def _images_given(self) -> GenerationConfig:
+        if not self.images.strip():
+            raise ValueError('images must be a directory or "demo"')
+        return self
+
+    def config_hash(self) -> str:
+        """sha256 of the canonical JSON: identical configs -> identical hash (cite it)."""
+        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+class GenerationFailed(AppError):
+    """Generation stopped; the set is marked failed in the session (commit to record it)."""
+
+    status_code = 500
+
+    def __init__(self, message: str, stimulus_set_id: str):
+        super().__init__(message)
+        self.stimulus_set_id = stimulus_set_id
+
+
+# --- service -----------------------------------------------------------------------------------
+
+
+def resolve_images(settings: Settings, config: GenerationConfig) -> Path:
+    if config.images != "demo":
+        return Path(config.images)
+    from server.stimuli.demo_images import build_demo_pool
+
+    folder = f"{config.demo_pool_per_photo}x{config.demo_pool_size}"
+    return build_demo_pool(
+        settings.data_dir / "demo-images" / folder,
+        per_photo=config.demo_pool_per_photo,
+        size=config.demo_pool_size,
+    )
+
+
+def generate_stimuli(
+    db: Session,
+    settings: Settings,
+    config: GenerationConfig,
+    progress: Progress | None = None,
+    device: str | None = None,
+) -> StimulusSet:
+    """Generate a stimulus set; returns it with status "ready" (flushed, not committed)."""
+    stimulus_set = StimulusSet(config_hash=config.config_hash(), status="building", manifest={})
+    db.add(stimulus_set)
+    db.flush()
+    try:
+        computed = _compute(settings, config, progress, device or settings.device)
+        with db.begin_nested():
+            _write(db, settings, config, stimulus_set, computed)
+    except Exception as exc:
+        stimulus_set.status = "failed"
+        message = exc.message if isinstance(exc, AppError) else f"{type(exc).__name__}: {exc}"
+        stimulus_set.manifest = {"error": message}
+        db.flush()
+        raise GenerationFailed(message, stimulus_set.id) from exc
+    return stimulus_set
+
+
+class _Computed:
+    """Everything generation produced before touching the database."""
+
+    def __init__(self, model: LoadedModel, units: list[UnitRef], table: ActivationTable):
+        self.model = model
+        self.units = units
+        self.table = table
+        self.exemplars: dict[UnitRef, list] = {}
+        self.visualizations: dict[tuple[UnitRef, str], Visualization] = {}
+        self.valid: dict[UnitRef, bool] = {}
+        self.depths: dict[str, float] = {}
+
+
+def _compute(
+    settings: Settings, config: GenerationConfig, progress: Progress | None, device: str
+) -> _Computed:
+    from server.stimuli.activations import collect_activations
+    from server.stimuli.exemplars import select_exemplars
+    from server.stimuli.models import load_model
+    from server.stimuli.units import layer_depths, sample_units
+
+    model = load_model(config.model, device, config.weights)
+    units = sample_units(model, config.layers, config.units_per_layer, config.seed)
+    table = collect_activations(
+        model,
+        resolve_images(settings, config),
+        units,
+        cache_dir=settings.data_dir / "activations",
+        batch_size=config.batch_size,
+        num_workers=config.num_workers,
+        progress=progress,
+    )
+    computed = _Computed(model, units, table)
+    computed.depths = layer_depths(model, config.layers)
+    for i, unit in enumerate(units):
+        computed.exemplars[unit] = select_exemplars(
+            table.of(unit), config.k_references, config.n_batches, seed=config.seed * 7919 + i
+        )
+    if config.fv.enabled:
+        _visualize(computed, config, progress)
+    else:
+        computed.valid = {unit: True for unit in units}
+    return computed
+
+
+def _visualize(computed: _Computed, config: GenerationConfig, progress: Progress | None) -> None:
+    """Render max+min FVs, apply IMI's validity rule, re-render invalid units if asked."""
+    from server.stimuli.visualize import render_visualizations
+
+    def render(units: list[UnitRef], steps: int) -> None:
+        for vis in render_visualizations(
+            computed.model, units, config.fv, config.seed, steps=steps, progress=progress
+        ):
+            computed.visualizations[(vis.unit, vis.direction)] = vis
+
+    render(computed.units, config.fv.steps)
+    computed.valid = {u: _is_valid(computed, u) for u in computed.units}
+    invalid = [u for u, ok in computed.valid.items() if not ok]
+    if invalid and config.invalid_units == "rerender":
+        render(invalid, config.fv.steps * config.fv.rerender_factor)
+        computed.valid.update({u: _is_valid(computed, u) for u in invalid})
+
+
+def _is_valid(computed: _Computed, unit: UnitRef) -> bool:
+    """IMI: the plain max FV beats the strongest natural image; the min FV the weakest."""
+    natural = computed.table.of(unit)
+    fv_max = computed.visualizations[(unit, "max")].activations[0]
+    fv_min = computed.visualizations[(unit, "min")].activations[0]
+    return bool(fv_max > natural.max() and fv_min < natural.min())
+
+
+def manifest_entries(computed: _Computed) -> list[dict[str, Any]]:
+    rows = []
+    for unit in computed.units:
+        natural = computed.table.of(unit)
+        vmax = computed.visualizations.get((unit, "max"))
+        vmin = computed.visualizations.get((unit, "min"))
+        rows.append(
+            {
+                "model": unit.model,
+                "layer": unit.layer,
+                "unit": unit.index,
+                "fv_max_activation": float(vmax.activations[0]) if vmax else None,
+                "fv_min_activation": float(vmin.activations[0]) if vmin else None,
+                "fv_steps": max(vmax.steps, vmin.steps) if vmax and vmin else None,
+                "natural_max_activation": float(natural.max()),
+                "natural_min_activation": float(natural.min()),
+                "valid": computed.valid[unit],
+            }
+        )
+    return rows
+
+
+def _get_or_create_units(db: Session, computed: _Computed) -> dict[UnitRef, Unit]:
+    spec = computed.model.spec
+    vision_model = db.scalar(select(VisionModel).where(VisionModel.name == spec.name))
+    if vision_model is None:
+        vision_model = VisionModel(name=spec.name, source=spec.source, spec=spec.to_dict())
+        db.add(vision_model)
+        db.flush()
+    rows: dict[UnitRef, Unit] = {}
+    for unit in computed.units:
+        row = db.scalar(
+            select(Unit).where(
+                Unit.model_id == vision_model.id, Unit.layer == unit.layer, Unit.index == unit.index
+            )
+        )
+        if row is None:
+            row = Unit(model_id=vision_model.id, layer=unit.layer, index=unit.index)
+            db.add(row)
+        row.layer_depth = computed.depths[unit.layer]
+        rows[unit] = row
+    db.flush()
+    return rows
+
+
+class _ImageWriter:
+    """Puts pixels in the content-addressed store and adds one Image row per new hash."""
+
+    def __init__(self, db: Session, store: ImageStore):
+        self.db = db
+        self.store = store
+        self.known: set[str] = set()
+
+    def put(self, pixels, kind: str, fmt: str, source: str | None = None) -> str:
+        stored = self.store.put(pixels, fmt)
+        if stored.sha256 not in self.known and self.db.get(Image, stored.sha256) is None:
+            self.db.add(
+                Image(
+                    sha256=stored.sha256,
+                    kind=kind,
+                    media_type=stored.media_type,
+                    width=stored.width,
+                    height=stored.height,
+                    source=source,
+                )
+            )
+        self.known.add(stored.sha256)
+        return stored.sha256
+
+
+def _natural_pixels(computed: _Computed, position: int):
+    """The image as the model saw it (resized and centre-cropped), so participants see that."""
+    from server.stimuli.images import open_rgb
+
+    to_tensor = computed.model.preprocessing.pil_to_unit_tensor()
+    return to_tensor(open_rgb(computed.table.files[position])).permute(1, 2, 0).numpy()
+
+
+def _write(
+    db: Session,
+    settings: Settings,
+    config: GenerationConfig,
+    stimulus_set: StimulusSet,
+    computed: _Computed,
+) -> None:
+    from server.stimuli.store import ImageStore
+
+    units = _get_or_create_units(db, computed)
+    writer = _ImageWriter(db, ImageStore(settings.stimuli_dir))
+    natural_hashes: dict[int, str] = {}
+    values = {unit: computed.table.of(unit) for unit in computed.units}
+
+    def natural(position: int) -> str:
+        if position not in natural_hashes:
+            natural_hashes[position] = writer.put(
+                _natural_pixels(computed, position),
+                "natural",
+                config.natural_format,
+                source=computed.table.image_ids[position],
+            )
+        return natural_hashes[position]
+
+    def add(unit: UnitRef, sha: str, role: str, source: str, batch: int, rank: int, act: float):
+        db.add(
+            Stimulus(
+                stimulus_set_id=stimulus_set.id,
+                unit_id=units[unit].id,
+                image_sha256=sha,
+                role=role,
+                source=source,
+                batch=batch,
+                rank=rank,
+                activation=float(act),
+            )
+        )
+
+    for unit in computed.units:
+        if not computed.valid[unit]:
+            continue
+        acts = values[unit]
+        for ex in computed.exemplars[unit]:
+            for role, positions in (
+                ("reference_max", ex.reference_max),
+                ("reference_min", ex.reference_min),
+                ("query_max", [ex.query_max]),
+                ("query_min", [ex.query_min]),
+            ):
+                for rank, pos in enumerate(positions):
+                    add(unit, natural(pos), role, "natural", ex.batch, rank, acts[pos])
+        for direction in ("max", "min") if config.fv.enabled else ():
+            vis = computed.visualizations[(unit, direction)]
+            for rank, (pixels, act) in enumerate(zip(vis.images, vis.activations, strict=True)):
+                sha = writer.put(pixels, "synthetic", "png")
+                add(unit, sha, f"reference_{direction}", "synthetic", 0, rank, act)
+    manifest = {
+        "stimulus_set": stimulus_set.id,
+        "config_hash": stimulus_set.config_hash,
+        "model": computed.model.spec.to_dict(),
+        "n_images": len(computed.table.image_ids),
+        "skipped_images": computed.table.skipped,
+        "units": manifest_entries(computed),
+    }
+    stimulus_set.manifest = manifest
+    stimulus_set.status = "ready"
+    write_manifest(settings, stimulus_set.id, manifest)
+    db.flush()
+
+
+def manifest_path(settings: Settings, stimulus_set_id: str) -> Path:
+    return settings.data_dir / "stimulus-sets" / stimulus_set_id / "manifest.json"
+
+
+def write_manifest(settings: Settings, stimulus_set_id: str, manifest: dict[str, Any]) -> Path:
+    path = manifest_path(settings, stimulus_set_id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    with os.fdopen(fd, "w") as handle:
+        json.dump(manifest, handle, indent=2)
+    os.replace(tmp, path)
+    return path

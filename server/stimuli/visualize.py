@@ -1,0 +1,321 @@
+"""Feature visualizations: lucent's parameterization and objectives, rendered in batches.
+
+lucent renders one objective per `render_vis` call, hooks every module of the model, and
+applies one random transform to the whole batch. Here many units, both directions and
+all diversity samples share one forward/backward pass: the loss is the sum of each
+entry's own objective (Adam is element-wise, so entries do not interact except through
+the diversity term inside their group), transforms are drawn per entry, the forward
+stops after the deepest layer needed, and hooks exist only inside `LayerCapture`.
+
+Every random draw is keyed by (seed, entry) or (seed, step), never by the batch layout,
+so rendering with batch size 1 or 64 follows the same trajectories.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from lucent.optvis.param.color import color_correlation_normalized
+from lucent.optvis.param.spatial import rfft2d_freqs
+from torch import nn
+
+from server.errors import AppError
+from server.stimuli.models import LoadedModel
+from server.stimuli.units import LayerCapture, UnitRef, reduce_units
+
+if TYPE_CHECKING:
+    from server.stimuli.generate import FVConfig
+
+DIRECTIONS = {"max": 1.0, "min": -1.0}
+# lucent's constants: initial spectrum scale and the divisor that tames saturation.
+_INIT_SD = 0.01
+_MAGIC = 4.0
+
+
+class FourierImages(nn.Module):
+    """A batch of images parameterized as lucent's `param.image(size, fft=True, decorrelate=True)`.
+
+    Same maths as lucent's `fft_image` + `to_valid_rgb` (which pin tensors to a module-level
+    device, so `cuda:1` or `mps` break); here every tensor follows the module's device.
+    """
+
+    def __init__(self, spectrum: torch.Tensor, size: int, decay_power: float = 1.0):
+        super().__init__()
+        freqs = rfft2d_freqs(size, size)
+        scale = 1.0 / np.maximum(freqs, 1.0 / size) ** decay_power
+        self.size = size
+        self.spectrum = nn.Parameter(spectrum)
+        self.register_buffer("scale", torch.tensor(scale).float()[None, None, ..., None])
+        self.register_buffer("colour", torch.tensor(color_correlation_normalized.T))
+
+    @staticmethod
+    def initial_spectrum(size: int, seed: int) -> torch.Tensor:
+        """lucent's random init (normal, sd 0.01), drawn from one seeded generator per image."""
+        freqs = rfft2d_freqs(size, size)
+        generator = torch.Generator().manual_seed(seed)
+        return torch.randn((3, *freqs.shape, 2), generator=generator) * _INIT_SD
+
+    def forward(self) -> torch.Tensor:
+        spectrum = torch.view_as_complex(self.scale * self.spectrum)
+        image = torch.fft.irfftn(spectrum, s=(self.size, self.size), norm="ortho") / _MAGIC
+        image = (image.permute(0, 2, 3, 1) @ self.colour).permute(0, 3, 1, 2)
+        return torch.sigmoid(image)
+
+
+@dataclass(frozen=True)
+class TransformDraws:
+    """Per-entry random transform parameters for one step (pixel shifts, scale, degrees)."""
+
+    shift1: torch.Tensor  # (n, 2)
+    scale: torch.Tensor  # (n,)
+    angle: torch.Tensor  # (n,)
+    shift2: torch.Tensor  # (n, 2)
+
+
+def draw_transforms(config: FVConfig, n_entries: int, seed: int, step: int) -> TransformDraws:
+    """lucid's standard set, drawn independently per entry: jitter, scale, rotate, jitter."""
+    generator = torch.Generator().manual_seed(seed * 1_000_003 + step)
+
+    def shifts(d: int) -> torch.Tensor:
+        return torch.randint(-(d // 2), d // 2 + 1, (n_entries, 2), generator=generator).float()
+
+    def pick(values: Sequence[float]) -> torch.Tensor:
+        index = torch.randint(0, len(values), (n_entries,), generator=generator)
+        return torch.tensor(values, dtype=torch.float32)[index]
+
+    return TransformDraws(
+        shifts(config.jitter), pick(config.scales), pick(config.angles), shifts(config.jitter_after)
+    )
+
+
+def transform_batch(
+    images: torch.Tensor, draws: TransformDraws, pad: int, out_size: int
+) -> torch.Tensor:
+    """Pad (constant 0.5), jitter, scale, rotate, jitter, resize: one `grid_sample` per batch.
+
+    The composition of the transforms is one affine map per entry, so the whole chain
+    costs a single resampling, done straight at the model's input size.
+    """
+    n, _, size, _ = images.shape
+    canvas = size + 2 * pad
+    device = images.device
+    theta = torch.deg2rad(draws.angle).to(device)
+    cos, sin = torch.cos(theta), torch.sin(theta)
+    # Output coordinate u (normalized to the padded canvas) -> source coordinate:
+    # x = R(-theta) (u - t2) / s - t1, then rescaled from canvas to image coordinates.
+    rot_inv = torch.stack([torch.stack([cos, sin], -1), torch.stack([-sin, cos], -1)], -2)
+    scale = draws.scale.to(device)[:, None, None]
+    t1 = draws.shift1.to(device) * 2 / canvas
+    t2 = draws.shift2.to(device) * 2 / canvas
+    linear = rot_inv / scale
+    offset = -(linear @ t2[..., None]).squeeze(-1) - t1
+    affine = torch.cat([linear, offset[..., None]], dim=-1) * (canvas / size)
+    grid = F.affine_grid(affine, [n, 3, out_size, out_size], align_corners=False)
+    # Zero padding of (image - 0.5) is lucid's constant 0.5 padding.
+    sampled = F.grid_sample(
+        images - 0.5, grid, mode="bilinear", padding_mode="zeros", align_corners=False
+    )
+    return sampled + 0.5
+
+
+def diversity_penalty(features: torch.Tensor) -> torch.Tensor:
+    """lucent's `diversity` loss times the group size: summed cosine similarity of Gram matrices."""
+    n, channels = features.shape[:2]
+    flat = features.reshape(n, channels, -1)
+    grams = F.normalize(flat @ flat.transpose(1, 2), p=2, dim=(1, 2)).reshape(n, -1)
+    similarity = grams @ grams.T
+    return similarity.sum() - similarity.diagonal().sum()
+
+
+@dataclass(frozen=True)
+class Group:
+    """The entries rendered for one (unit, direction): entry 0 plain, the rest diverse."""
+
+    unit: UnitRef
+    direction: str
+    first_entry: int
+    size: int
+
+
+@dataclass
+class Visualization:
+    unit: UnitRef
+    direction: str
+    images: np.ndarray  # (n, H, W, 3) float32 in [0, 1]; index 0 is the non-diverse one
+    activations: np.ndarray  # (n,) the unit's activation on each final image
+    history: np.ndarray  # (steps,) mean signed objective of the group per step
+    steps: int
+
+
+def plan_groups(units: Sequence[UnitRef], n_diverse: int, directions: Sequence[str]) -> list[Group]:
+    groups, entry = [], 0
+    for unit in units:
+        for direction in directions:
+            if direction not in DIRECTIONS:
+                raise AppError(f"direction must be max or min, got {direction!r}")
+            groups.append(Group(unit, direction, entry, 1 + n_diverse))
+            entry += 1 + n_diverse
+    return groups
+
+
+def _chunks(groups: list[Group], batch_size: int) -> list[list[Group]]:
+    """Consecutive groups, at most `batch_size` entries per chunk (a bigger group goes alone)."""
+    chunks: list[list[Group]] = [[]]
+    used = 0
+    for group in groups:
+        if chunks[-1] and used + group.size > batch_size:
+            chunks.append([])
+            used = 0
+        chunks[-1].append(group)
+        used += group.size
+    return chunks
+
+
+def _plateaued(history: list[torch.Tensor], window: int, tolerance: float) -> bool:
+    """True when every group's mean objective over the last window barely beat the one before."""
+    recent = torch.stack(history[-window:]).mean(0)
+    before = torch.stack(history[-2 * window : -window]).mean(0)
+    gain = recent - before
+    return bool((gain <= tolerance * before.abs().clamp_min(1e-6)).all())
+
+
+def measure_units(model: LoadedModel, images: torch.Tensor, units: Sequence[UnitRef]) -> np.ndarray:
+    """Activation of units[i] on images[i] (images in [0, 1], any size; resized to the input)."""
+    size = model.preprocessing.image_size
+    normalize = model.normalizer()
+    with torch.inference_mode(), LayerCapture(model, {u.layer for u in units}) as capture:
+        x = F.interpolate(
+            images.to(model.device),
+            size=(size, size),
+            mode="bilinear",
+            align_corners=False,
+            antialias=True,
+        )
+        outputs = capture.run(normalize(x.clamp(0, 1)))
+    return np.array(
+        [float(outputs[u.layer][i, u.index]) for i, u in enumerate(units)], dtype=np.float32
+    )
+
+
+def render_visualizations(
+    model: LoadedModel,
+    units: Sequence[UnitRef],
+    config: FVConfig,
+    seed: int = 0,
+    directions: Sequence[str] = ("max", "min"),
+    steps: int | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> list[Visualization]:
+    """Max and/or min visualizations of `units`: per unit and direction 1 plain + n_diverse."""
+    groups = plan_groups(units, config.n_diverse, directions)
+    max_steps = steps or config.steps
+    results: list[Visualization] = []
+    batch_size = config.batch_size
+    pending = _chunks(groups, batch_size)
+    total = len(groups)
+    while pending:
+        chunk = pending.pop(0)
+        try:
+            results.extend(_render_chunk(model, chunk, config, seed, max_steps))
+        except torch.OutOfMemoryError:
+            entries = sum(g.size for g in chunk)
+            if len(chunk) == 1:
+                raise AppError(
+                    f"out of memory rendering {entries} images of one unit; "
+                    "lower fv.n_diverse or fv.image_size"
+                ) from None
+            batch_size = max(1, entries // 2)
+            warnings.warn(f"out of memory: FV batch size halved to {batch_size}", stacklevel=2)
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            pending = _chunks(chunk, batch_size) + pending
+            continue
+        if progress is not None:
+            progress("visualizations", len(results), total)
+    return results
+
+
+def _render_chunk(
+    model: LoadedModel, chunk: list[Group], config: FVConfig, seed: int, max_steps: int
+) -> list[Visualization]:
+    device = model.device
+    size = config.image_size
+    render_size = config.render_size or model.preprocessing.image_size
+    entries = [g.first_entry + i for g in chunk for i in range(g.size)]
+    spectrum = torch.stack(
+        [FourierImages.initial_spectrum(size, seed * 1_000_003 + e) for e in entries]
+    )
+    param = FourierImages(spectrum, size).to(device)
+    optimizer = torch.optim.Adam(param.parameters(), lr=config.lr)
+    normalize = model.normalizer()
+    entry_units = [g.unit for g in chunk for _ in range(g.size)]
+    signs = torch.tensor(
+        [DIRECTIONS[g.direction] for g in chunk for _ in range(g.size)], device=device
+    )
+    rows = {
+        layer: [i for i, u in enumerate(entry_units) if u.layer == layer]
+        for layer in dict.fromkeys(u.layer for u in entry_units)
+    }
+    row_index = {k: torch.tensor(v, device=device) for k, v in rows.items()}
+    col_index = {
+        k: torch.tensor([entry_units[i].index for i in v], device=device) for k, v in rows.items()
+    }
+    starts = [sum(g.size for g in chunk[:i]) for i in range(len(chunk))]
+    total_entries = max(g.first_entry + g.size for g in chunk)
+    history: list[torch.Tensor] = []
+    step = 0
+    with LayerCapture(model, rows, reduce=False) as capture:
+        for step in range(1, max_steps + 1):
+            optimizer.zero_grad(set_to_none=True)
+            draws = draw_transforms(config, total_entries, seed, step)
+            picked = TransformDraws(*(t[entries] for t in vars(draws).values()))
+            x = transform_batch(param(), picked, config.pad, render_size)
+            outputs = capture.run(normalize(x))
+            score = torch.zeros(len(entries), device=device)
+            for layer, out in outputs.items():
+                acts = reduce_units(out)[row_index[layer], col_index[layer]]
+                score = score.index_put((row_index[layer],), acts)
+            score = score * signs
+            loss = -score.sum()
+            if config.n_diverse > 1 and config.diversity_weight > 0:
+                for group, start in zip(chunk, starts, strict=True):
+                    feats = outputs[group.unit.layer][start + 1 : start + group.size]
+                    loss = loss + config.diversity_weight * diversity_penalty(feats)
+            loss.backward()
+            optimizer.step()
+            history.append(
+                torch.stack(
+                    [score[s : s + g.size].mean() for g, s in zip(chunk, starts, strict=True)]
+                ).detach()
+            )
+            window = config.plateau_window
+            if (
+                config.early_stop
+                and step >= config.plateau_min_steps
+                and step % window == 0
+                and step >= 2 * window
+                and _plateaued(history, window, config.plateau_tolerance)
+            ):
+                break
+    with torch.no_grad():
+        final = param().detach()
+    activations = measure_units(model, final, entry_units)
+    curves = torch.stack(history).cpu().numpy()
+    pixels = final.permute(0, 2, 3, 1).cpu().numpy()
+    return [
+        Visualization(
+            unit=g.unit,
+            direction=g.direction,
+            images=pixels[s : s + g.size],
+            activations=activations[s : s + g.size],
+            history=curves[:, i],
+            steps=step,
+        )
+        for i, (g, s) in enumerate(zip(chunk, starts, strict=True))
+    ]
