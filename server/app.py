@@ -8,7 +8,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 
-from server.api import health, stimuli_files
+from server.api import health, participant_pages, stimuli_files
 from server.config import Settings, get_settings
 from server.db.migrate import upgrade_database
 from server.db.session import make_engine, make_session_factory
@@ -46,5 +46,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.include_router(health.router)
     app.include_router(stimuli_files.router)
+    app.include_router(participant_pages.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app
