@@ -5,10 +5,10 @@ from __future__ import annotations
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from server.api import health, participant_pages, stimuli_files
+from server.api import admin, health, participant, participant_pages, stimuli_files
 from server.config import Settings, get_settings
 from server.db.migrate import upgrade_database
 from server.db.session import make_engine, make_session_factory
@@ -44,8 +44,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             status_code=exc.status_code, content={"detail": exc.message, "code": exc.code}
         )
 
+    @app.exception_handler(admin.LoginRequired)
+    async def _login_required(request: Request, exc: admin.LoginRequired) -> Response:
+        if request.method == "GET" and "text/html" in request.headers.get("accept", ""):
+            return RedirectResponse("/admin/login", status_code=303)
+        return JSONResponse(status_code=401, content={"detail": exc.message, "code": exc.code})
+
     app.include_router(health.router)
+    app.include_router(admin.router)
     app.include_router(stimuli_files.router)
+    app.include_router(participant.router)
     app.include_router(participant_pages.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app

@@ -5,18 +5,21 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+import secrets
+from datetime import UTC, datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerifyMismatchError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from server.db.models import AdminUser
+from server.db.models import AdminSession, AdminUser
 from server.errors import AppError, Conflict
 
 _hasher = PasswordHasher()
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 MIN_PASSWORD_LENGTH = 10
+_DUMMY_HASH = _hasher.hash("not a real password")
 
 
 def hash_password(password: str) -> str:
@@ -49,3 +52,56 @@ def create_admin_user(db: Session, email: str, password: str, role: str = "admin
     db.add(user)
     db.flush()
     return user
+
+
+# --- dashboard sessions ------------------------------------------------------------------------
+
+ADMIN_SESSION_HOURS = 12
+
+
+class LoginFailed(AppError):
+    status_code = 401
+
+
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def login(db: Session, email: str, password: str) -> tuple[str, AdminSession]:
+    """Check the password; return a new session token (give it to the browser) and its row."""
+    user = db.scalar(select(AdminUser).where(AdminUser.email == email.strip().lower()))
+    # Verify against a dummy hash for unknown users so timing does not reveal accounts.
+    stored = user.password_hash if user else _DUMMY_HASH
+    if not verify_password(stored, password) or user is None:
+        raise LoginFailed("wrong email or password")
+    token = secrets.token_urlsafe(32)
+    row = AdminSession(
+        token_hash=_token_hash(token),
+        user_id=user.id,
+        csrf_token=secrets.token_urlsafe(32),
+        expires_at=datetime.now(UTC) + timedelta(hours=ADMIN_SESSION_HOURS),
+    )
+    db.add(row)
+    db.flush()
+    return token, row
+
+
+def admin_for_token(db: Session, token: str | None) -> tuple[AdminUser, AdminSession] | None:
+    """The user and session behind a cookie token, if it is valid and not expired."""
+    if not token:
+        return None
+    row = db.get(AdminSession, _token_hash(token))
+    if row is None:
+        return None
+    expires = (
+        row.expires_at if row.expires_at.tzinfo else row.expires_at.replace(tzinfo=UTC)
+    )
+    if expires < datetime.now(UTC):
+        db.delete(row)
+        return None
+    return db.get(AdminUser, row.user_id), row
+
+
+def logout(db: Session, token: str | None) -> None:
+    if token and (row := db.get(AdminSession, _token_hash(token))):
+        db.delete(row)

@@ -107,6 +107,48 @@ def serve(
     uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
 
 
+@app.command()
+@friendly_errors
+def demo(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    data_dir: Annotated[
+        Path | None, typer.Option(help="Stimuli and caches (default ./psychinterp-data).")
+    ] = None,
+    database_url: DatabaseUrlOption = None,
+    no_serve: Annotated[
+        bool, typer.Option("--no-serve", help="Prepare everything, then exit.")
+    ] = False,
+) -> None:
+    """Run the whole loop offline: model, demo photos, exemplars, a 2AFC study, the server."""
+    from server.demo import prepare_demo
+
+    settings = settings_from(database_url, data_dir=data_dir, public_url=f"http://{host}:{port}")
+    factory = open_database(settings)
+    console.print("preparing the demo study (EfficientNet-Lite0, scikit-image photos)...")
+    info = prepare_demo(factory, settings)
+    base = f"http://{host}:{port}"
+    console.print(f"participant URL: {base}/s/{info.study_slug}", highlight=False)
+    console.print(f"admin URL:       {base}/admin", highlight=False)
+    if info.admin_password:
+        console.print(
+            f"admin login:     {info.admin_email} / {info.admin_password}  (shown once)",
+            highlight=False,
+        )
+    else:
+        console.print(
+            f"admin login:     {info.admin_email} (password shown when first created)",
+            highlight=False,
+        )
+    if no_serve:
+        return
+    import uvicorn
+
+    from server.app import create_app
+
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
+
+
 # --- db ----------------------------------------------------------------------------------------
 
 

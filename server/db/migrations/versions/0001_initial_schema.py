@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-27 16:13:24.225199
+Create Date: 2026-11-27 16:15:49.631730
 """
 
 from alembic import op
@@ -77,6 +77,16 @@ def upgrade() -> None:
         sa.Column("spec", sa.JSON(), nullable=False),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("name"),
+    )
+    op.create_table(
+        "admin_sessions",
+        sa.Column("token_hash", sa.String(length=64), nullable=False),
+        sa.Column("user_id", sa.Integer(), nullable=False),
+        sa.Column("csrf_token", sa.String(length=64), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(["user_id"], ["admin_users.id"], ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("token_hash"),
     )
     op.create_table(
         "studies",
@@ -285,6 +295,7 @@ def downgrade() -> None:
     op.drop_table("jobs")
     op.drop_table("units")
     op.drop_table("studies")
+    op.drop_table("admin_sessions")
     op.drop_table("vision_models")
     op.drop_table("stimulus_sets")
     op.drop_table("images")

@@ -1,0 +1,41 @@
+"""What the admin dashboard shows of a study: live scores with CIs, and the full report."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Engine
+
+from analysis.load import load_study
+from analysis.report import analyze, figures, to_html, to_json
+
+# Fewer resamples than a paper's final analysis: the page refreshes while a study runs.
+DASHBOARD_RESAMPLES = 1000
+
+
+def study_results(engine: Engine, study: Any) -> dict[str, Any]:
+    """Per-condition accuracy with CIs and the by-condition figure, or why there is none yet."""
+    frame = load_study(engine, study.slug)
+    if frame.empty:
+        return {"available": False, "reason": "no responses yet"}
+    try:
+        result = analyze(frame, title=study.title, n_resamples=DASHBOARD_RESAMPLES, glmm=False)
+    except ValueError as exc:
+        return {"available": False, "reason": str(exc)}
+    from analysis.report import _figure_html
+
+    figure = figures(result, frame)
+    first = next(iter(figure.values()), None)
+    return {
+        "available": True,
+        "summary": to_json(result),
+        "figure_html": _figure_html(first) if first is not None else "",
+    }
+
+
+def study_report_html(engine: Engine, study: Any) -> str:
+    frame = load_study(engine, study.slug)
+    if frame.empty:
+        return f"<!doctype html><p>{study.title}: no responses yet.</p>"
+    result = analyze(frame, title=study.title)
+    return to_html(result, frame)

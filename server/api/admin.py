@@ -1,0 +1,222 @@
+"""Researcher dashboard (HTML): login, studies overview, live results, exports.
+
+Every route here except the login form needs a valid server-side admin session
+(cookie `pi_admin`); every mutating form carries the session's CSRF token.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections import defaultdict, deque
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
+from fastapi.templating import Jinja2Templates
+from sqlalchemy import func, select
+
+from server.api.deps import SessionDep
+from server.auth import LoginFailed, admin_for_token, login, logout
+from server.db.models import AdminSession, AdminUser, ParticipantSession, Study
+from server.db.models import Response as Answer
+from server.errors import AppError, Forbidden, NotFound
+from web import TEMPLATES_DIR
+
+router = APIRouter(prefix="/admin", tags=["admin"], include_in_schema=False)
+templates = Jinja2Templates(directory=TEMPLATES_DIR)
+COOKIE = "pi_admin"
+LOGIN_CSRF_COOKIE = "pi_login_csrf"
+
+# Failed logins per client address in a sliding window (one process; enough against guessing).
+_LOGIN_WINDOW_S = 900
+_LOGIN_MAX_FAILURES = 10
+_failures: dict[str, deque[float]] = defaultdict(deque)
+
+
+class LoginRequired(AppError):
+    status_code = 401
+
+
+def _recent_failures(client: str) -> deque[float]:
+    window = _failures[client]
+    while window and window[0] < time.monotonic() - _LOGIN_WINDOW_S:
+        window.popleft()
+    return window
+
+
+def current_admin(request: Request, db: SessionDep) -> tuple[AdminUser, AdminSession]:
+    found = admin_for_token(db, request.cookies.get(COOKIE))
+    if found is None:
+        raise LoginRequired("log in at /admin/login")
+    return found
+
+
+CurrentAdmin = Annotated[tuple[AdminUser, AdminSession], Depends(current_admin)]
+
+
+def check_csrf(session: AdminSession, token: str) -> None:
+    if not secrets.compare_digest(session.csrf_token, token or ""):
+        raise Forbidden("invalid CSRF token: reload the page and try again")
+
+
+@router.get("/login", response_class=HTMLResponse)
+def login_form(request: Request, error: str | None = None) -> Response:
+    csrf = secrets.token_urlsafe(24)
+    response = templates.TemplateResponse(
+        request, "admin/login.html", {"csrf": csrf, "error": error}
+    )
+    response.set_cookie(
+        LOGIN_CSRF_COOKIE,
+        csrf,
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+        path="/admin",
+    )
+    return response
+
+
+@router.post("/login")
+def login_submit(
+    request: Request,
+    db: SessionDep,
+    email: Annotated[str, Form()],
+    password: Annotated[str, Form()],
+    csrf: Annotated[str, Form()],
+) -> Response:
+    if not secrets.compare_digest(request.cookies.get(LOGIN_CSRF_COOKIE, ""), csrf):
+        raise Forbidden("invalid CSRF token: reload the login page and try again")
+    client = request.client.host if request.client else "unknown"
+    failures = _recent_failures(client)
+    if len(failures) >= _LOGIN_MAX_FAILURES:
+        raise AppError("too many failed logins: wait 15 minutes", status_code=429)
+    try:
+        token, _ = login(db, email, password)
+    except LoginFailed:
+        failures.append(time.monotonic())
+        return login_form(request, error="Wrong email or password.")
+    response = RedirectResponse("/admin", status_code=303)
+    response.set_cookie(
+        COOKIE, token, httponly=True, samesite="lax", secure=request.url.scheme == "https", path="/"
+    )
+    response.delete_cookie(LOGIN_CSRF_COOKIE, path="/admin")
+    return response
+
+
+@router.post("/logout")
+def logout_submit(
+    request: Request, db: SessionDep, admin: CurrentAdmin, csrf: Annotated[str, Form()]
+) -> Response:
+    check_csrf(admin[1], csrf)
+    logout(db, request.cookies.get(COOKIE))
+    response = RedirectResponse("/admin/login", status_code=303)
+    response.delete_cookie(COOKIE, path="/")
+    return response
+
+
+def _study_counts(db: SessionDep) -> dict[int, dict[str, int]]:
+    counts: dict[int, dict[str, int]] = defaultdict(
+        lambda: {"started": 0, "completed": 0, "responses": 0}
+    )
+    for study_id, status, n in db.execute(
+        select(ParticipantSession.study_id, ParticipantSession.status, func.count()).group_by(
+            ParticipantSession.study_id, ParticipantSession.status
+        )
+    ):
+        counts[study_id]["started"] += n
+        if status == "completed":
+            counts[study_id]["completed"] += n
+    for study_id, n in db.execute(
+        select(ParticipantSession.study_id, func.count(Answer.id))
+        .join(Answer, Answer.session_id == ParticipantSession.id)
+        .group_by(ParticipantSession.study_id)
+    ):
+        counts[study_id]["responses"] = n
+    return counts
+
+
+@router.get("", response_class=HTMLResponse)
+def studies_page(request: Request, db: SessionDep, admin: CurrentAdmin) -> Response:
+    studies = db.scalars(select(Study).order_by(Study.created_at.desc())).all()
+    return templates.TemplateResponse(
+        request,
+        "admin/studies.html",
+        {
+            "user": admin[0],
+            "csrf": admin[1].csrf_token,
+            "studies": studies,
+            "counts": _study_counts(db),
+        },
+    )
+
+
+def _get_study(db: SessionDep, slug: str) -> Study:
+    study = db.scalar(select(Study).where(Study.slug == slug))
+    if study is None:
+        raise NotFound(f"no study {slug!r}")
+    return study
+
+
+@router.get("/studies/{slug}", response_class=HTMLResponse)
+def study_page(request: Request, slug: str, db: SessionDep, admin: CurrentAdmin) -> Response:
+    from analysis.dashboard import study_results
+
+    study = _get_study(db, slug)
+    results = study_results(request.app.state.engine, study)
+    return templates.TemplateResponse(
+        request,
+        "admin/study.html",
+        {
+            "user": admin[0],
+            "csrf": admin[1].csrf_token,
+            "study": study,
+            "counts": _study_counts(db)[study.id],
+            "results": results,
+        },
+    )
+
+
+@router.post("/studies/{slug}/{action}")
+def study_action(
+    slug: str, action: str, db: SessionDep, admin: CurrentAdmin, csrf: Annotated[str, Form()]
+) -> Response:
+    from server.studies import service
+
+    check_csrf(admin[1], csrf)
+    actions = {
+        "launch": service.launch_study,
+        "pause": service.pause_study,
+        "close": service.close_study,
+    }
+    if action not in actions:
+        raise NotFound(f"unknown action {action!r}: use launch, pause or close")
+    actions[action](db, _get_study(db, slug))
+    return RedirectResponse(f"/admin/studies/{slug}", status_code=303)
+
+
+@router.get("/studies/{slug}/export.csv")
+def export_csv(request: Request, slug: str, db: SessionDep, admin: CurrentAdmin) -> Response:
+    from analysis import study_rows
+
+    _get_study(db, slug)
+    engine = request.app.state.engine
+
+    def chunks():
+        header = True
+        for frame in study_rows(engine, slug):
+            yield frame.to_csv(index=False, header=header)
+            header = False
+
+    return StreamingResponse(
+        chunks(),
+        media_type="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="{slug}-responses.csv"'},
+    )
+
+
+@router.get("/studies/{slug}/report.html", response_class=HTMLResponse)
+def report(request: Request, slug: str, db: SessionDep, admin: CurrentAdmin) -> Response:
+    from analysis.dashboard import study_report_html
+
+    return HTMLResponse(study_report_html(request.app.state.engine, _get_study(db, slug)))
