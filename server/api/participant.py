@@ -1,0 +1,122 @@
+"""Participant API (`/api/v1`): JSON, no cookies, session token as a Bearer header.
+
+Handlers validate the body and call server.studies.sessions; grading and answers stay
+there. Shapes follow API_CONTRACT.md (the browser task is built against it).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Header, Request, Response
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from server.api.deps import SessionDep
+from server.studies import sessions
+from server.studies.sessions import ResponseIn, SessionAuth
+
+router = APIRouter(prefix="/api/v1", tags=["participant"])
+
+ID = Field(None, min_length=1, max_length=200)
+
+
+class ClientInfo(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    user_agent: str | None = Field(None, max_length=1000)
+    screen_w: int | None = None
+    screen_h: int | None = None
+    window_w: int | None = None
+    window_h: int | None = None
+    refresh_hz: float | None = None
+
+
+class SessionCreate(BaseModel):
+    """Crowdsourcing parameters as the platforms append them to the study URL."""
+
+    PROLIFIC_PID: str | None = ID
+    STUDY_ID: str | None = ID
+    SESSION_ID: str | None = ID
+    workerId: str | None = ID
+    assignmentId: str | None = ID
+    hitId: str | None = ID
+    turkSubmitTo: str | None = Field(None, max_length=500)
+    client: ClientInfo = ClientInfo()
+
+
+class ResponseCreate(BaseModel):
+    trial_id: str = Field(min_length=1, max_length=32)
+    choice: Literal["a", "b"]
+    confidence: int = Field(ge=1, le=7)
+    rt_ms: float = Field(ge=0, le=86_400_000)
+    client_sent_at: str | None = Field(None, max_length=40)
+    idempotency_key: str = Field(min_length=8, max_length=100)
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class Event(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    type: str = Field(min_length=1, max_length=60)
+    t_ms: float
+    detail: Any = None
+
+
+class EventsCreate(BaseModel):
+    events: list[Event] = Field(max_length=500)
+
+
+def _auth(db, session_id: str, authorization: str | None) -> SessionAuth:
+    token = None
+    if authorization and authorization.lower().startswith("bearer "):
+        token = authorization[7:].strip()
+    return sessions.authenticate(db, session_id, token)
+
+
+AuthHeader = Annotated[str | None, Header()]
+
+
+@router.get("/studies/{slug}")
+def get_study_info(slug: str, db: SessionDep) -> dict[str, Any]:
+    return sessions.public_study_info(db, slug)
+
+
+@router.post("/studies/{slug}/sessions", status_code=201)
+def create_session(slug: str, body: SessionCreate, db: SessionDep, request: Request):
+    params = body.model_dump(exclude={"client"})
+    result, created = sessions.start_session(
+        db, request.app.state.secret_key, slug, params, body.client.model_dump()
+    )
+    return result if created else JSONResponse(result, status_code=200)
+
+
+@router.get("/sessions/{session_id}/trials/next")
+def get_next_trial(session_id: str, db: SessionDep, authorization: AuthHeader = None):
+    trial = sessions.next_trial(db, _auth(db, session_id, authorization))
+    return trial if trial is not None else Response(status_code=204)
+
+
+@router.post("/sessions/{session_id}/responses", status_code=201)
+def post_response(
+    session_id: str, body: ResponseCreate, db: SessionDep, authorization: AuthHeader = None
+):
+    auth = _auth(db, session_id, authorization)
+    result, created = sessions.record_response(db, auth, ResponseIn(**body.model_dump()))
+    return result if created else JSONResponse(result, status_code=200)
+
+
+@router.post("/sessions/{session_id}/events", status_code=204)
+def post_events(
+    session_id: str, body: EventsCreate, db: SessionDep, authorization: AuthHeader = None
+) -> Response:
+    auth = _auth(db, session_id, authorization)
+    sessions.record_events(db, auth, [e.model_dump() for e in body.events])
+    return Response(status_code=204)
+
+
+@router.post("/sessions/{session_id}/complete")
+def post_complete(
+    session_id: str, db: SessionDep, authorization: AuthHeader = None
+) -> dict[str, Any]:
+    return sessions.complete_session(db, _auth(db, session_id, authorization))

@@ -1,0 +1,187 @@
+"""The study definition (YAML) as pydantic models: every number of a paradigm is a field here.
+
+Defaults reproduce the IMI task (Zimmermann et al. 2023): 5 practice trials (4 obvious),
+at most 3 practice attempts, 40 main + 5 catch trials, 9 references per side, feedback and
+a running score, 1500 ms answer delay. Unknown keys are errors (typos must not pass silently).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from server.stimuli.generate import GenerationConfig
+
+Condition = Literal["natural", "synthetic", "mixed", "none"]
+CONDITIONS_NEEDING_FVS = {"synthetic", "mixed"}
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class PracticeConfig(Strict):
+    """Obvious (catch-like) trials first, then harder ones; repeated until all are correct."""
+
+    count: int = Field(5, ge=0, le=50)
+    obvious: int = Field(4, ge=0)
+    max_attempts: int = Field(3, ge=1, le=10)
+    feedback: bool = True
+
+    @model_validator(mode="after")
+    def _obvious_fits(self) -> PracticeConfig:
+        if self.obvious > self.count:
+            raise ValueError(f"obvious ({self.obvious}) cannot exceed count ({self.count})")
+        return self
+
+
+class CatchConfig(Strict):
+    """Catch trials: the right query is one of the shown max references itself."""
+
+    count: int | None = Field(None, ge=0, description="Overrides fraction when given.")
+    fraction: float = Field(0.125, ge=0.0, le=0.5, description="Of the main trials.")
+
+    def n_for(self, main_trials: int) -> int:
+        return self.count if self.count is not None else round(self.fraction * main_trials)
+
+
+class TrialsConfig(Strict):
+    main: int = Field(40, ge=1, le=1000, description="Main (non-catch) trials per participant.")
+    catch: CatchConfig = CatchConfig()
+    practice: PracticeConfig = PracticeConfig()
+    feedback_main: bool = True
+    mixed_synthetic_references: int = Field(
+        4, ge=1, description="In `mixed`, this many references per side are synthetic."
+    )
+    break_every: int | None = Field(None, ge=1)
+
+
+class CounterbalancingConfig(Strict):
+    """How slots (unit × condition × batch) are spread over participants and ordered."""
+
+    conditions: Literal["within", "between"] = "within"
+    order: Literal["blocked", "interleaved"] = "interleaved"
+    responses_per_slot: int | None = Field(
+        None, ge=1, description="Stop claiming places once every slot has this many."
+    )
+
+
+class TimeLimitsConfig(Strict):
+    session_minutes: int = Field(60, ge=1, description="An unfinished place reopens after this.")
+    trial_timeout_ms: int | None = Field(None, ge=1000)
+
+
+class CompletionConfig(Strict):
+    platform: Literal["prolific", "mturk", "plain"] = "plain"
+    code: str | None = Field(None, max_length=64, description="Prolific completion code.")
+    url: str | None = Field(None, description="Redirect after completion (default per platform).")
+
+    @model_validator(mode="after")
+    def _prolific_needs_code(self) -> CompletionConfig:
+        if self.platform == "prolific" and not self.code:
+            raise ValueError("platform prolific needs `code` (the study's completion code)")
+        return self
+
+
+class ExclusionConfig(Strict):
+    """Applied in analysis (never at run time), so they stay adjustable after data collection."""
+
+    min_catch_accuracy: float = Field(0.8, ge=0.0, le=1.0)
+    min_rt_ms: float = Field(0.0, ge=0.0)
+    total_time_s: tuple[float, float] | None = (135.0, 2500.0)
+    min_instruction_s: float = 15.0
+    min_choices_per_row: int = 5
+    max_practice_attempts: int = 3
+
+
+class FeedbackTimings(Strict):
+    frame: int = 350
+    # "continue" is a Python keyword only as an attribute name; the JSON key stays.
+    continue_: int = Field(1150, alias="continue")
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class LayoutConfig(Strict):
+    reference_columns_titles: dict[Literal["min", "max"], str] = {
+        "min": "Left Examples",
+        "max": "Right Examples",
+    }
+    question: str = "Which image at the center matches the Right Examples better?"
+    confidence_levels: int = Field(3, ge=1, le=7)
+    answer_delay_ms: int = Field(1500, ge=0)
+    feedback_ms: FeedbackTimings = FeedbackTimings()
+    show_running_score: bool = True
+    max_image_px: int = Field(224, ge=32)
+
+
+class WindowConfig(Strict):
+    min_width: int = 940
+    min_height: int = 600
+    allow_mobile: bool = False
+    fullscreen: bool = True
+
+
+class StudyConfig(Strict):
+    title: str = Field(min_length=1, max_length=300)
+    slug: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,99}$")
+    description: str = ""
+    group: str | None = Field(
+        None, max_length=100, description="Series name: a worker takes part in one study of it."
+    )
+    exclude_studies: list[str] = Field(
+        default_factory=list, description="Slugs whose finishers may not take this study."
+    )
+    consent: str = Field(min_length=1)
+    instructions: list[str] = Field(min_length=1)
+    estimated_minutes: int = Field(15, ge=1)
+    paradigm: Literal["imi"] = "imi"
+    seed: int = Field(0, ge=0, lt=2**31)
+    generation: GenerationConfig
+    conditions: list[Condition] = Field(min_length=1)
+    trials: TrialsConfig = TrialsConfig()
+    counterbalancing: CounterbalancingConfig = CounterbalancingConfig()
+    participants_wanted: int | None = Field(None, ge=1)
+    time_limits: TimeLimitsConfig = TimeLimitsConfig()
+    completion: CompletionConfig = CompletionConfig()
+    exclusion: ExclusionConfig = ExclusionConfig()
+    layout: LayoutConfig = LayoutConfig()
+    window: WindowConfig = WindowConfig()
+    decline_redirect_url: str | None = None
+
+    @field_validator("instructions", mode="before")
+    @classmethod
+    def _one_page_is_a_list(cls, value: object) -> object:
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("conditions")
+    @classmethod
+    def _unique_conditions(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("each condition may be listed once")
+        return value
+
+    @model_validator(mode="after")
+    def _fvs_for_synthetic(self) -> StudyConfig:
+        needs = CONDITIONS_NEEDING_FVS.intersection(self.conditions)
+        if needs and not self.generation.fv.enabled:
+            raise ValueError(
+                f"conditions {sorted(needs)} show feature visualizations: "
+                "set generation.fv.enabled: true or drop them"
+            )
+        return self
+
+    @property
+    def n_catch(self) -> int:
+        return self.trials.catch.n_for(self.trials.main)
+
+    @property
+    def group_names(self) -> list[str]:
+        """Bar groups a finisher of this study joins (the study itself and its series)."""
+        return [f"study:{self.slug}", *([self.group] if self.group else [])]
+
+    @property
+    def barred_by(self) -> list[str]:
+        """Bar groups that keep a worker out of this study."""
+        return [*self.group_names, *(f"study:{slug}" for slug in self.exclude_studies)]

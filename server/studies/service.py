@@ -1,0 +1,222 @@
+"""Study lifecycle: create (draft) → generate → launch (live, frozen) → pause → close.
+
+The CLI, the admin API and the demo call these. Every status change is an audit event.
+Once launched, a study's config, seed, trials and stimulus hashes never change.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from server.config import Settings
+from server.db.models import Study, Trial
+from server.errors import AppError, Conflict, NotFound
+from server.studies.assignment import SlotInfo, design_rows
+from server.studies.audit import canonical_json, record_audit_event
+from server.studies.loading import load_study_file, parse_study_yaml
+from server.studies.schema import StudyConfig
+from server.studies.trials import TrialBuilder, load_unit_stimuli
+
+_configs: dict[tuple[int, str], StudyConfig] = {}
+
+
+def config_hash(config: StudyConfig) -> str:
+    return hashlib.sha256(canonical_json(config.model_dump(mode="json")).encode()).hexdigest()
+
+
+def study_config(study: Study) -> StudyConfig:
+    """The validated config of a stored study (parsed once per process and config hash)."""
+    key = (study.id, study.config_hash)
+    if key not in _configs:
+        _configs[key] = StudyConfig.model_validate(study.config)
+    return _configs[key]
+
+
+def get_study(db: Session, slug: str) -> Study:
+    study = db.scalar(select(Study).where(Study.slug == slug))
+    if study is None:
+        raise NotFound(f"no study {slug!r} (see: psychinterp study list)")
+    return study
+
+
+def list_studies(db: Session) -> list[Study]:
+    return list(db.scalars(select(Study).order_by(Study.created_at, Study.id)))
+
+
+def create_study(db: Session, settings: Settings, yaml_text: str, source_name: str) -> Study:
+    """Validate and insert a draft; a slug that exists already is a Conflict."""
+    config = parse_study_yaml(yaml_text, source_name)
+    if db.scalar(select(Study.id).where(Study.slug == config.slug)) is not None:
+        raise Conflict(f"a study with slug {config.slug!r} exists already: change `slug`")
+    study = Study(
+        slug=config.slug,
+        title=config.title,
+        status="draft",
+        config_yaml=yaml_text,
+        config=config.model_dump(mode="json", by_alias=True),
+        config_hash=config_hash(config),
+        seed=config.seed,
+    )
+    db.add(study)
+    db.flush()
+    record_audit_event(
+        db, "study.create", {"slug": study.slug, "config_hash": study.config_hash}, study.id
+    )
+    return study
+
+
+def update_draft(db: Session, study: Study, yaml_text: str, source_name: str) -> Study:
+    """Replace a draft's config (its trials are dropped: generate again)."""
+    _require(study, {"draft"}, "change its config")
+    config = parse_study_yaml(yaml_text, source_name)
+    if config.slug != study.slug:
+        raise AppError(
+            f"{source_name}: slug {config.slug!r} differs from the study's {study.slug!r}"
+        )
+    db.execute(delete(Trial).where(Trial.study_id == study.id))
+    study.title, study.config_yaml = config.title, yaml_text
+    study.config = config.model_dump(mode="json", by_alias=True)
+    study.config_hash, study.seed = config_hash(config), config.seed
+    study.stimulus_set_id, study.frozen = None, None
+    db.flush()
+    record_audit_event(db, "study.update", {"config_hash": study.config_hash}, study.id)
+    return study
+
+
+def _require(study: Study, allowed: set[str], action: str) -> None:
+    if study.status not in allowed:
+        raise Conflict(
+            f"study {study.slug!r} is {study.status}: cannot {action} "
+            f"(only when {' or '.join(sorted(allowed))})"
+        )
+
+
+def slot_info(trial: Trial) -> SlotInfo:
+    return SlotInfo(
+        trial.id,
+        trial.kind,
+        trial.condition,
+        trial.unit_id or 0,
+        list(trial.references_max),
+        list(trial.references_min),
+        bool(trial.details.get("fixed_first")),
+        int(trial.details.get("batch", 0)),
+    )
+
+
+def generate_study(db: Session, settings: Settings, study: Study, progress=None) -> None:
+    """Stimuli for the draft's `generation:` section, then its trials and design rows."""
+    from server.stimuli.generate import generate_stimuli
+
+    _require(study, {"draft"}, "generate stimuli")
+    config = study_config(study)
+    stimulus_set = generate_stimuli(db, settings, config.generation, progress=progress)
+    build_trials(db, study, stimulus_set.id)
+
+
+def build_trials(db: Session, study: Study, stimulus_set_id: str) -> None:
+    """(Re)build a draft's trials from a ready stimulus set; stores the design rows."""
+    config = study_config(study)
+    db.execute(delete(Trial).where(Trial.study_id == study.id))
+    specs = TrialBuilder(config, load_unit_stimuli(db, stimulus_set_id)).all()
+    rows = [spec.to_row(study.id) for spec in specs]
+    db.add_all(rows)
+    db.flush()
+    main = [slot_info(t) for t in rows if t.kind == "main"]
+    study.stimulus_set_id = stimulus_set_id
+    study.frozen = {"design_rows": design_rows(config, main)}
+    db.flush()
+    record_audit_event(
+        db, "study.generate", {"stimulus_set_id": stimulus_set_id, "n_trials": len(rows)}, study.id
+    )
+
+
+def stimulus_fingerprint(db: Session, study: Study) -> dict:
+    """Hashes that pin what participants see: every trial's images and answer."""
+    trials = db.scalars(
+        select(Trial).where(Trial.study_id == study.id).order_by(Trial.kind, Trial.slot)
+    ).all()
+    images = sorted(
+        {
+            sha
+            for t in trials
+            for sha in (t.query_max, t.query_min, *t.references_max, *t.references_min)
+        }
+    )
+    trial_records = [
+        [  # ids are random: the content and the design position pin a trial
+            t.kind,
+            t.condition,
+            t.unit_id,
+            t.slot,
+            t.query_max,
+            t.query_min,
+            t.references_max,
+            t.references_min,
+        ]
+        for t in trials
+    ]
+    return {
+        "n_trials": len(trials),
+        "n_images": len(images),
+        "images_sha256": hashlib.sha256("\n".join(images).encode()).hexdigest(),
+        "trials_sha256": hashlib.sha256(canonical_json(trial_records).encode()).hexdigest(),
+    }
+
+
+def launch_study(db: Session, study: Study, actor: str = "cli") -> Study:
+    """Draft → live (freezing it), or paused → live again."""
+    _require(study, {"draft", "paused"}, "launch")
+    if study.status == "draft":
+        if not study.frozen or not study.frozen.get("design_rows"):
+            raise Conflict(
+                f"study {study.slug!r} has no trials yet: run `psychinterp study "
+                f"generate {study.slug}` first"
+            )
+        study.frozen = {
+            **study.frozen,
+            "config_hash": study.config_hash,
+            "seed": study.seed,
+            "stimulus_set_id": study.stimulus_set_id,
+            **stimulus_fingerprint(db, study),
+        }
+        study.launched_at = datetime.now(UTC)
+    study.status = "live"
+    db.flush()
+    frozen = {k: v for k, v in study.frozen.items() if k != "design_rows"}
+    record_audit_event(db, "study.launch", frozen, study.id, actor)
+    return study
+
+
+def pause_study(db: Session, study: Study, actor: str = "cli") -> Study:
+    _require(study, {"live"}, "pause")
+    study.status = "paused"
+    db.flush()
+    record_audit_event(db, "study.pause", {}, study.id, actor)
+    return study
+
+
+def close_study(db: Session, study: Study, actor: str = "cli") -> Study:
+    _require(study, {"draft", "live", "paused"}, "close")
+    study.status = "closed"
+    study.closed_at = datetime.now(UTC)
+    db.flush()
+    record_audit_event(db, "study.close", {}, study.id, actor)
+    return study
+
+
+def setup_study_from_file(
+    db: Session, settings: Settings, path: str | Path, launch: bool = True
+) -> Study:
+    """Create + generate (+ launch): one call for demos and tests."""
+    _, text = load_study_file(path)
+    study = create_study(db, settings, text, str(path))
+    generate_study(db, settings, study)
+    if launch:
+        launch_study(db, study)
+    return study

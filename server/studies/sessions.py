@@ -1,0 +1,617 @@
+"""Participant sessions: start/resume, next trial, graded responses, completion.
+
+The response path is the hot one (bench/ingest.py): a token lookup by hash, the
+idempotency check, the assignment, the previous record hash, one insert. It uses Core
+statements and caches the study's frozen design in-process (frozen at launch, so the
+cache can never be stale: it is keyed by the config hash).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from server.auth import keyed_hash
+from server.db.models import (
+    Assignment,
+    BarredWorker,
+    ParticipantSession,
+    Response,
+    Study,
+    Trial,
+    new_id,
+)
+from server.errors import Conflict, Forbidden, NotFound, Unauthorized
+from server.studies.assignment import Planned, SlotInfo, plan_practice, plan_session
+from server.studies.audit import GENESIS, chain_hash
+from server.studies.schema import StudyConfig
+from server.studies.service import get_study, slot_info, study_config
+
+MTURK_PREVIEW = "ASSIGNMENT_ID_NOT_AVAILABLE"
+CLAIM_RETRIES = 50
+MAX_EVENTS = 5000
+
+
+# --- frozen design cache -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Design:
+    rows: list[list[str]]
+    slots: dict[str, SlotInfo]
+    practice: list[SlotInfo]
+    catch: list[SlotInfo]
+
+
+_designs: dict[tuple[int, str], Design] = {}
+
+
+def study_design(db: Session, study: Study) -> Design:
+    key = (study.id, study.config_hash)
+    if key not in _designs:
+        trials = db.scalars(select(Trial).where(Trial.study_id == study.id)).all()
+        slots = {t.id: slot_info(t) for t in trials}
+        practice = sorted((t for t in trials if t.kind == "practice"), key=lambda t: t.slot)
+        catch = sorted((t for t in trials if t.kind == "catch"), key=lambda t: t.slot)
+        _designs[key] = Design(
+            study.frozen["design_rows"],
+            slots,
+            [slots[t.id] for t in practice],
+            [slots[t.id] for t in catch],
+        )
+    return _designs[key]
+
+
+# --- tokens and identities ---------------------------------------------------------------------
+
+
+def session_token(secret_key: str, session_id: str) -> str:
+    """Derived, not stored: a resumed session gets the same token back."""
+    return keyed_hash(secret_key, session_id, "session-token")
+
+
+def token_digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def worker_identity(params: dict[str, Any]) -> tuple[str, str | None]:
+    """(platform, worker id) from the crowdsourcing parameters."""
+    if params.get("PROLIFIC_PID"):
+        return "prolific", str(params["PROLIFIC_PID"])
+    if params.get("workerId"):
+        if params.get("assignmentId") == MTURK_PREVIEW:
+            raise Forbidden("this is the MTurk preview: accept the HIT to start")
+        return "mturk", str(params["workerId"])
+    return "plain", None
+
+
+# --- public study info -------------------------------------------------------------------------
+
+
+def public_study_info(db: Session, slug: str) -> dict[str, Any]:
+    """Everything the participant pages need before a session exists (never an answer)."""
+    study = get_study(db, slug)
+    c = study_config(study)
+    practice = c.trials.practice
+    return {
+        "slug": study.slug,
+        "title": c.title,
+        "description": c.description,
+        "consent": c.consent,
+        "instructions": c.instructions,
+        "estimated_minutes": c.estimated_minutes,
+        "status": study.status,
+        "paradigm": c.paradigm,
+        "n_trials": practice.count + c.trials.main + c.n_catch,
+        "practice": {
+            "n_trials": practice.count,
+            "feedback": practice.feedback,
+            "max_attempts": practice.max_attempts,
+        },
+        "layout": c.layout.model_dump(mode="json", by_alias=True),
+        "break_every": c.trials.break_every,
+        "trial_timeout_ms": c.time_limits.trial_timeout_ms,
+        "min_window": {"width": c.window.min_width, "height": c.window.min_height},
+        "allow_mobile": c.window.allow_mobile,
+        "fullscreen": c.window.fullscreen,
+        "completion": {"platform": c.completion.platform},
+        "decline_redirect_url": c.decline_redirect_url,
+    }
+
+
+# --- start / resume ----------------------------------------------------------------------------
+
+
+def start_session(
+    db: Session, secret_key: str, slug: str, params: dict[str, Any], client: dict[str, Any]
+) -> tuple[dict[str, Any], bool]:
+    """(body, created). Same worker again resumes; finishers and barred workers get 403."""
+    platform, worker = worker_identity(params)
+    worker_hash = keyed_hash(secret_key, f"{platform}:{worker}", "worker") if worker else None
+    for _ in range(CLAIM_RETRIES):
+        study = get_study(db, slug)
+        if study.status != "live":
+            raise Conflict(f"this study is {study.status}: it is not taking participants now")
+        config = study_config(study)
+        if worker_hash:
+            existing = db.scalar(
+                select(ParticipantSession).where(
+                    ParticipantSession.study_id == study.id,
+                    ParticipantSession.worker_hash == worker_hash,
+                )
+            )
+            if existing is not None:
+                return _resume(db, secret_key, existing), False
+            _check_not_barred(db, config, worker_hash)
+        try:
+            session = _claim(db, secret_key, study, config, worker_hash, platform, params, client)
+        except IntegrityError:
+            db.rollback()  # another arrival took that claim (or this worker's row): try again
+            continue
+        n_trials = db.scalar(
+            select(func.count()).select_from(Assignment).where(Assignment.session_id == session.id)
+        )
+        token = session_token(secret_key, session.id)
+        return {
+            "session_id": session.id,
+            "token": token,
+            "n_trials": n_trials,
+            "resumed": False,
+        }, True
+    raise Conflict("too many participants are arriving at once: try again in a moment")
+
+
+def _resume(db: Session, secret_key: str, session: ParticipantSession) -> dict[str, Any]:
+    if session.status == "completed":
+        raise Forbidden("you have already completed this study: thank you, nothing more to do")
+    if session.status != "active":
+        raise Forbidden(f"your session has ended ({session.status}): you cannot continue")
+    n_trials = db.scalar(
+        select(func.count()).select_from(Assignment).where(Assignment.session_id == session.id)
+    )
+    token = session_token(secret_key, session.id)
+    return {"session_id": session.id, "token": token, "n_trials": n_trials, "resumed": True}
+
+
+def _check_not_barred(db: Session, config: StudyConfig, worker_hash: str) -> None:
+    barred = db.scalar(
+        select(BarredWorker.study_group).where(
+            BarredWorker.worker_hash == worker_hash,
+            BarredWorker.study_group.in_(config.barred_by),
+        )
+    )
+    if barred is not None:
+        raise Forbidden(
+            "you have already taken part in this study or one of its series, "
+            "so you cannot take part again"
+        )
+
+
+def release_expired(db: Session, study: Study, config: StudyConfig) -> None:
+    """Unfinished sessions past the time limit give their place back (Prolific reopens it)."""
+    cutoff = datetime.now(UTC) - timedelta(minutes=config.time_limits.session_minutes)
+    db.execute(
+        update(ParticipantSession)
+        .where(
+            ParticipantSession.study_id == study.id,
+            ParticipantSession.status == "active",
+            ParticipantSession.design_claim.is_not(None),
+            ParticipantSession.started_at < cutoff,
+        )
+        .values(status="timed_out", design_claim=None)
+    )
+
+
+def _capacity(config: StudyConfig, n_rows: int) -> int | None:
+    limits = [
+        config.participants_wanted,
+        n_rows * config.counterbalancing.responses_per_slot
+        if config.counterbalancing.responses_per_slot
+        else None,
+    ]
+    known = [x for x in limits if x is not None]
+    return min(known) if known else None
+
+
+def _claim(
+    db, secret_key, study, config, worker_hash, platform, params, client
+) -> ParticipantSession:
+    """Take the lowest free place in the design; the unique claim makes races fail loudly."""
+    release_expired(db, study, config)
+    design = study_design(db, study)
+    taken = set(
+        db.scalars(
+            select(ParticipantSession.design_claim).where(
+                ParticipantSession.study_id == study.id,
+                ParticipantSession.design_claim.is_not(None),
+            )
+        )
+    )
+    claim = next(n for n in range(len(taken) + 1) if n not in taken)
+    capacity = _capacity(config, len(design.rows))
+    if capacity is not None and claim >= capacity:
+        raise Conflict("this study has all the participants it needs: thank you for your interest")
+    seed = secrets.randbelow(2**31)
+    session = ParticipantSession(
+        study_id=study.id,
+        worker_hash=worker_hash,
+        platform=platform,
+        platform_params={
+            k: v
+            for k, v in params.items()
+            if v is not None and k != "workerId" and k != "PROLIFIC_PID"
+        },
+        seed=seed,
+        design_claim=claim,
+        design_row=claim % len(design.rows),
+        client_info=client,
+        token_hash="pending",
+    )
+    session.id = new_id()
+    session.token_hash = token_digest(session_token(secret_key, session.id))
+    db.add(session)
+    db.flush()
+    planned = plan_session(
+        config, design.rows, design.slots, design.catch, design.practice, claim, seed
+    )
+    _insert_assignments(db, session.id, planned)
+    return session
+
+
+def _insert_assignments(db: Session, session_id: str, planned: list[Planned]) -> None:
+    if planned:
+        db.execute(
+            insert(Assignment),
+            [
+                {
+                    "session_id": session_id,
+                    "trial_id": p.trial_id,
+                    "position": p.position,
+                    "max_is_a": p.max_is_a,
+                    "attempt": p.attempt,
+                    "display": p.display,
+                }
+                for p in planned
+            ],
+        )
+
+
+# --- authentication ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SessionAuth:
+    session_id: str
+    status: str
+    seed: int
+    worker_hash: str | None
+    study_id: int
+    study_status: str
+    config_hash: str
+
+
+def authenticate(db: Session, session_id: str, token: str | None) -> SessionAuth:
+    if not token:
+        raise Unauthorized("missing session token: send Authorization: Bearer <token>")
+    row = db.execute(
+        select(
+            ParticipantSession.id,
+            ParticipantSession.status,
+            ParticipantSession.seed,
+            ParticipantSession.worker_hash,
+            Study.id,
+            Study.status,
+            Study.config_hash,
+        )
+        .join(Study, Study.id == ParticipantSession.study_id)
+        .where(ParticipantSession.token_hash == token_digest(token))
+    ).first()
+    if row is None or row[0] != session_id:
+        raise Unauthorized("invalid session token for this session: start the study again")
+    return SessionAuth(*row)
+
+
+def _config(db: Session, auth: SessionAuth) -> StudyConfig:
+    from server.studies.service import _configs
+
+    key = (auth.study_id, auth.config_hash)
+    if key not in _configs:
+        study_config(db.get(Study, auth.study_id))
+    return _configs[key]
+
+
+# --- trials ------------------------------------------------------------------------------------
+
+
+def _unanswered():
+    return (
+        select(Assignment.id)
+        .outerjoin(Response, Response.assignment_id == Assignment.id)
+        .where(Response.id.is_(None))
+    )
+
+
+def next_trial(db: Session, auth: SessionAuth) -> dict[str, Any] | None:
+    """The lowest-position unanswered trial, or None when all are answered."""
+    row = db.execute(
+        select(
+            Assignment.trial_id,
+            Assignment.max_is_a,
+            Assignment.display,
+            Trial.kind,
+            Trial.query_max,
+            Trial.query_min,
+        )
+        .join(Trial, Trial.id == Assignment.trial_id)
+        .outerjoin(Response, Response.assignment_id == Assignment.id)
+        .where(Assignment.session_id == auth.session_id, Response.id.is_(None))
+        .order_by(Assignment.position)
+        .limit(1)
+    ).first()
+    if row is None:
+        return None
+    trial_id, max_is_a, display, kind, query_max, query_min = row
+    total, answered = db.execute(
+        select(func.count(Assignment.id), func.count(Response.id))
+        .outerjoin(Response, Response.assignment_id == Assignment.id)
+        .where(Assignment.session_id == auth.session_id)
+    ).one()
+    a, b = (query_max, query_min) if max_is_a else (query_min, query_max)
+    block = "practice" if kind == "practice" else "main"
+    return {
+        "trial_id": trial_id,
+        "index": answered,
+        "n_trials": total,
+        "kind": block,  # catch trials are reported as "main": they must not stand out
+        "block": block,
+        "images": {
+            "query_a": f"/stimuli/{a}",
+            "query_b": f"/stimuli/{b}",
+            "references_max": [f"/stimuli/{s}" for s in display.get("max", [])],
+            "references_min": [f"/stimuli/{s}" for s in display.get("min", [])],
+        },
+    }
+
+
+# --- responses ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ResponseIn:
+    trial_id: str
+    choice: str
+    confidence: int
+    rt_ms: float
+    client_sent_at: str | None
+    idempotency_key: str
+    data: dict[str, Any]
+
+
+def _check_open(auth: SessionAuth) -> None:
+    if auth.study_status == "closed":
+        raise Conflict("this study is closed: responses are no longer accepted")
+    if auth.status == "completed":
+        raise Conflict("this session is finished: no more responses are accepted")
+    if auth.status != "active":
+        raise Conflict(f"this session has ended ({auth.status}): responses are not accepted")
+
+
+def record_response(db: Session, auth: SessionAuth, r: ResponseIn) -> tuple[dict[str, Any], bool]:
+    """(body, created). Graded here; a repeated idempotency key returns the first body."""
+    existing = _existing_response(db, auth, r)
+    if existing is not None:
+        return existing, False
+    _check_open(auth)
+    row = db.execute(
+        select(Assignment.id, Assignment.max_is_a, Assignment.attempt, Trial.kind)
+        .join(Trial, Trial.id == Assignment.trial_id)
+        .outerjoin(Response, Response.assignment_id == Assignment.id)
+        .where(
+            Assignment.session_id == auth.session_id,
+            Assignment.trial_id == r.trial_id,
+            Response.id.is_(None),
+        )
+        .order_by(Assignment.position)
+        .limit(1)
+    ).first()
+    if row is None:
+        assigned = db.scalar(
+            select(Assignment.id)
+            .where(Assignment.session_id == auth.session_id, Assignment.trial_id == r.trial_id)
+            .limit(1)
+        )
+        if assigned is None:
+            raise NotFound("this trial is not assigned to this session")
+        raise Conflict("this trial was already answered (with another idempotency key)")
+    assignment_id, max_is_a, attempt, kind = row
+    correct = (r.choice == "a") == max_is_a
+    prev = (
+        db.scalar(
+            select(Response.record_hash)
+            .where(Response.session_id == auth.session_id)
+            .order_by(Response.id.desc())
+            .limit(1)
+        )
+        or GENESIS
+    )
+    record = {
+        "session_id": auth.session_id,
+        "trial_id": r.trial_id,
+        "assignment_id": assignment_id,
+        "idempotency_key": r.idempotency_key,
+        "choice": r.choice,
+        "confidence": r.confidence,
+        "rt_ms": r.rt_ms,
+        "correct": correct,
+        "client_sent_at": r.client_sent_at,
+        "data": r.data,
+    }
+    try:
+        response_id = db.execute(
+            insert(Response)
+            .values(
+                session_id=auth.session_id,
+                assignment_id=assignment_id,
+                trial_id=r.trial_id,
+                idempotency_key=r.idempotency_key,
+                choice=r.choice,
+                confidence=r.confidence,
+                rt_ms=r.rt_ms,
+                correct=correct,
+                client_sent_at=r.client_sent_at,
+                client_data=r.data,
+                record_hash=chain_hash(prev, record),
+            )
+            .returning(Response.id)
+        ).scalar_one()
+    except IntegrityError:
+        # A concurrent request with this key (or for this assignment) won the race.
+        db.rollback()
+        existing = _existing_response(db, auth, r)
+        if existing is not None:
+            return existing, False
+        raise Conflict("this trial was already answered (with another idempotency key)") from None
+    if kind == "practice":
+        _maybe_repeat_practice(db, auth, attempt)
+    return _body(db, auth, kind, correct, response_id), True
+
+
+def _existing_response(db: Session, auth: SessionAuth, r: ResponseIn) -> dict[str, Any] | None:
+    row = db.execute(
+        select(Response.id, Response.session_id, Response.trial_id, Response.correct, Trial.kind)
+        .join(Trial, Trial.id == Response.trial_id)
+        .where(Response.idempotency_key == r.idempotency_key)
+    ).first()
+    if row is None:
+        return None
+    response_id, session_id, trial_id, correct, kind = row
+    if session_id != auth.session_id or trial_id != r.trial_id:
+        raise Conflict("this idempotency key was already used for another trial: make a new one")
+    return _body(db, auth, kind, correct, response_id)
+
+
+def _body(db: Session, auth: SessionAuth, kind: str, correct: bool, response_id: int) -> dict:
+    config = _config(db, auth)
+    body: dict[str, Any] = {"recorded": True}
+    shows = config.trials.practice.feedback if kind == "practice" else config.trials.feedback_main
+    if shows:
+        body["feedback"] = {"correct": bool(correct)}
+    if kind != "practice" and config.layout.show_running_score:
+        body["n_correct"] = db.scalar(
+            select(func.count(Response.id))
+            .join(Trial, Trial.id == Response.trial_id)
+            .where(
+                Response.session_id == auth.session_id,
+                Response.id <= response_id,
+                Response.correct.is_(True),
+                Trial.kind != "practice",
+            )
+        )
+    return body
+
+
+def _maybe_repeat_practice(db: Session, auth: SessionAuth, attempt: int) -> None:
+    """After a practice attempt with any error, assign the block again (up to max_attempts)."""
+    config = _config(db, auth)
+    if attempt + 1 >= config.trials.practice.max_attempts:
+        return
+    done, wrong = db.execute(
+        select(func.count(Response.id), func.count(Response.id).filter(Response.correct.is_(False)))
+        .join(Assignment, Assignment.id == Response.assignment_id)
+        .where(
+            Assignment.session_id == auth.session_id,
+            Assignment.attempt == attempt,
+            Response.trial_id.in_(
+                select(Trial.id).where(Trial.study_id == auth.study_id, Trial.kind == "practice")
+            ),
+        )
+    ).one()
+    if done < config.trials.practice.count or wrong == 0:
+        return
+    design = study_design(db, db.get(Study, auth.study_id))
+    _insert_assignments(db, auth.session_id, plan_practice(design.practice, attempt + 1, auth.seed))
+
+
+# --- completion and events ---------------------------------------------------------------------
+
+
+def complete_session(db: Session, auth: SessionAuth) -> dict[str, Any]:
+    """Completion code and redirect once every trial is answered (again: the same answer)."""
+    session = db.get(ParticipantSession, auth.session_id)
+    config = _config(db, auth)
+    if session.status != "completed":
+        _check_open(auth)
+        remaining = db.scalar(
+            select(func.count()).select_from(
+                _unanswered().where(Assignment.session_id == auth.session_id).subquery()
+            )
+        )
+        if remaining:
+            raise Conflict(f"{remaining} trial(s) are still unanswered: finish them first")
+        session.status = "completed"
+        session.completed_at = datetime.now(UTC)
+        session.completion_code = config.completion.code or secrets.token_hex(4).upper()
+        if session.worker_hash:
+            _bar(db, session.worker_hash, config)
+        db.flush()
+    return _completion_body(config, session)
+
+
+def _bar(db: Session, worker_hash: str, config: StudyConfig) -> None:
+    """The bouncer: a finisher may not take this study or its series again."""
+    known = set(
+        db.scalars(
+            select(BarredWorker.study_group).where(
+                BarredWorker.worker_hash == worker_hash,
+                BarredWorker.study_group.in_(config.group_names),
+            )
+        )
+    )
+    for group in config.group_names:
+        if group not in known:
+            db.add(BarredWorker(worker_hash=worker_hash, study_group=group, reason="completed"))
+
+
+def _completion_body(config: StudyConfig, session: ParticipantSession) -> dict[str, Any]:
+    code = session.completion_code
+    platform = session.platform
+    redirect = config.completion.url
+    mturk = None
+    if platform == "prolific" and not redirect:
+        redirect = f"https://app.prolific.com/submissions/complete?cc={code}"
+    if platform == "mturk":
+        submit_to = session.platform_params.get("turkSubmitTo") or "https://www.mturk.com"
+        mturk = {
+            "submit_url": submit_to.rstrip("/") + "/mturk/externalSubmit",
+            "assignmentId": session.platform_params.get("assignmentId"),
+        }
+        redirect = None
+    return {"completion_code": code, "redirect_url": redirect, "mturk": mturk}
+
+
+def record_events(db: Session, auth: SessionAuth, events: list[dict[str, Any]]) -> None:
+    session = db.get(ParticipantSession, auth.session_id)
+    stored = list(session.events or [])
+    if len(stored) + len(events) > MAX_EVENTS:
+        raise Conflict(f"too many events for one session (limit {MAX_EVENTS})", status_code=413)
+    session.events = stored + events
+    session.last_seen_at = datetime.now(UTC)
+    db.flush()
+
+
+def answers_for_session(db: Session, session_id: str) -> dict[str, bool]:
+    """trial_id → max is a, for the unanswered assignments (test tool: the oracle observer)."""
+    rows = db.execute(
+        select(Assignment.trial_id, Assignment.max_is_a)
+        .outerjoin(Response, Response.assignment_id == Assignment.id)
+        .where(Assignment.session_id == session_id, Response.id.is_(None))
+        .order_by(Assignment.position.desc())
+    ).all()
+    return dict(rows)  # lowest position wins (repeated practice shares trial ids)
