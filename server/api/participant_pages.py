@@ -49,9 +49,7 @@ def _render(request: Request, slug: str, mode: str) -> HTMLResponse:
         raise NotFound(f"no study {slug!r}: a study link looks like /s/<study-slug>")
     params = {k: request.query_params[k] for k in PLATFORM_PARAMS if k in request.query_params}
     page_config = {"slug": slug, "mode": mode, "params": params, "api": "/api/v1"}
-    response = templates.TemplateResponse(
-        request, "participant/task.html", {"config": page_config}
-    )
+    response = templates.TemplateResponse(request, "participant/task.html", {"config": page_config})
     response.headers.update(_SECURITY_HEADERS)
     return response
 

@@ -53,10 +53,10 @@ export class Outbox {
         const item = this.items[0];
         let result;
         try {
-          result = await retryForever(() => this.send(item), {
+          ({ data: result } = await retryForever(() => this.send(item), {
             onRetry: () => this.setRetrying(true),
             onRecover: () => this.setRetrying(false),
-          });
+          }));
         } catch (err) {
           if (!(err instanceof ApiError)) throw err;
           // The server refused it for good (e.g. the trial was already answered with another

@@ -38,7 +38,7 @@ export function declinedScreen(study, params) {
     parts.push(h("p", {}, h("a", { href: study.decline_redirect_url, class: "button-link", testid: "decline-return" },
       "Return to the study platform")));
     setTimeout(() => window.location.assign(study.decline_redirect_url), 3000);
-  } else if (study.completion.platform === "prolific") {
+  } else if (study.completion.platform === "prolific" || params.PROLIFIC_PID) {
     parts.push(h("p", {}, "Please return your submission on Prolific so the place goes to someone else."));
   } else if (study.completion.platform === "mturk" || params.assignmentId) {
     parts.push(h("p", {}, "Please return the HIT on Mechanical Turk."));

@@ -8,6 +8,7 @@ export function h(tag, attrs = {}, ...children) {
     if (value === null || value === undefined || value === false) continue;
     if (name === "class") el.className = value;
     else if (name === "html") el.innerHTML = value;
+    else if (name === "style") el.style.cssText = value; // CSSOM: allowed by the page's CSP
     else if (name.startsWith("on")) el.addEventListener(name.slice(2), value);
     else if (name === "testid") el.dataset.testid = value;
     else el.setAttribute(name, value === true ? "" : value);

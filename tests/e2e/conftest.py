@@ -1,0 +1,158 @@
+"""Browser fixtures: one generated live study per test session (copied per test), the real
+app served by uvicorn on 127.0.0.1, and Debian's Chromium driven by Playwright.
+
+The study is generated once (real EfficientNet-Lite0 on the demo photos, natural exemplars
+only) into a template directory; each test gets a fresh copy of its SQLite file and
+stimulus store, so tests cannot see each other's sessions.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import uvicorn
+from sqlalchemy import func, select
+from sqlalchemy.engine import Engine
+
+from server.app import create_app
+from server.config import Settings
+from server.db.migrate import upgrade_database
+from server.db.models import ParticipantSession, Response, Trial
+from server.db.session import make_engine, make_session_factory, session_scope
+
+STUDY_YAML = Path(__file__).with_name("study.yaml")
+SLUG = "e2e"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update"]
+
+
+def _settings(root: Path) -> Settings:
+    return Settings(
+        database_url=f"sqlite:///{root / 'e2e.db'}",
+        data_dir=root / "data",
+        secret_key="e2e-secret-key",
+    )
+
+
+@pytest.fixture(scope="session")
+def study_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data dir + SQLite DB holding the live test study (generated once per run)."""
+    from server.studies.service import setup_study_from_file
+
+    root = tmp_path_factory.mktemp("e2e-template")
+    settings = _settings(root)
+    upgrade_database(settings.database_url)
+    engine = make_engine(settings.database_url)
+    with session_scope(make_session_factory(engine)) as db:
+        setup_study_from_file(db, settings, STUDY_YAML)
+    engine.dispose()
+    return root
+
+
+@dataclass
+class LiveSite:
+    """The running app and a handle on its database, for assertions."""
+
+    url: str
+    engine: Engine
+
+    def study_url(self, query: str = "") -> str:
+        return f"{self.url}/s/{SLUG}" + (f"?{query}" if query else "")
+
+    def count(self, model) -> int:
+        with session_scope(make_session_factory(self.engine)) as db:
+            return db.scalar(select(func.count()).select_from(model))
+
+    def responses(self) -> list[dict]:
+        """Stored responses in arrival order, with the trial kind (practice|main|catch)."""
+        with session_scope(make_session_factory(self.engine)) as db:
+            rows = db.execute(
+                select(Response, Trial.kind)
+                .join(Trial, Trial.id == Response.trial_id)
+                .order_by(Response.id)
+            ).all()
+            return [
+                {
+                    "trial_id": r.trial_id,
+                    "kind": kind,
+                    "choice": r.choice,
+                    "confidence": r.confidence,
+                    "rt_ms": r.rt_ms,
+                    "key": r.idempotency_key,
+                    "data": dict(r.client_data),
+                }
+                for r, kind in rows
+            ]
+
+    def sessions(self) -> list[ParticipantSession]:
+        with session_scope(make_session_factory(self.engine)) as db:
+            found = list(db.scalars(select(ParticipantSession)))
+            db.expunge_all()
+            return found
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def site(study_template: Path, tmp_path: Path) -> Iterator[LiveSite]:
+    """The real app on a fresh copy of the template study, served on 127.0.0.1."""
+    root = tmp_path / "site"
+    shutil.copytree(study_template, root)
+    settings = _settings(root)
+    app = create_app(settings)
+    port = _free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        if not thread.is_alive():
+            raise RuntimeError("the test server did not start (see the log above)")
+        time.sleep(0.02)
+    engine = make_engine(settings.database_url)
+    try:
+        yield LiveSite(url=f"http://127.0.0.1:{port}", engine=engine)
+    finally:
+        server.should_exit = True
+        thread.join()
+        engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
+        )
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def context(browser):
+    ctx = browser.new_context(viewport={"width": 1280, "height": 800})
+    yield ctx
+    ctx.close()
+
+
+@pytest.fixture
+def page(context):
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    yield page
+    assert not errors, f"JavaScript errors on the page: {errors}"

@@ -1,0 +1,111 @@
+"""Whole participant sessions in real Chromium against the real app and database."""
+
+from __future__ import annotations
+
+import pytest
+from playwright.sync_api import expect
+
+from server.db.models import ParticipantSession, Response
+from tests.e2e.participant import Participant
+
+pytestmark = pytest.mark.e2e
+
+
+def _check_feedback_matches_blocks(participant: Participant, stored: list[dict]) -> None:
+    """Practice trials showed Correct!/Incorrect! and a Continue button; main trials nothing."""
+    assert len(participant.seen) == len(stored)
+    for seen, row in zip(participant.seen, stored, strict=True):
+        assert (seen.choice, seen.confidence) == (row["choice"], row["confidence"])
+        if row["kind"] == "practice":
+            assert seen.had_continue and seen.feedback in {"Correct!", "Incorrect!"}
+        else:
+            assert not seen.had_continue and seen.feedback == ""
+
+
+@pytest.mark.parametrize("keyboard", [True, False], ids=["keyboard", "mouse"])
+def test_whole_session(site, page, keyboard):
+    page.goto(site.study_url())
+    participant = Participant(page, keyboard=keyboard)
+    participant.start()
+    code = participant.finish()
+
+    stored = site.responses()
+    kinds = [row["kind"] for row in stored]
+    assert kinds.count("main") + kinds.count("catch") == 4  # 3 main + 1 catch
+    assert kinds.count("practice") >= 2
+    _check_feedback_matches_blocks(participant, stored)
+    for row in stored:
+        data = row["data"]
+        assert row["rt_ms"] >= 300  # buttons and keys are dead for answer_delay_ms
+        assert data["input"] == ("key" if keyboard else "mouse")
+        assert data["button"] == f"{row['choice']}-{row['confidence']}"
+        assert data["time_elapsed_ms"] > 0 and data["refresh_hz"] > 0
+        assert isinstance(data["events"], list)
+    (session,) = site.sessions()
+    assert session.status == "completed" and session.completion_code == code
+    expect(page.get_by_test_id("progress")).to_be_hidden()  # the end screen needs no bar
+
+
+def test_reload_resumes_at_next_unanswered_trial(site, page):
+    page.goto(site.study_url("PROLIFIC_PID=p-reload&STUDY_ID=s1&SESSION_ID=x1"))
+    participant = Participant(page)
+    participant.start()
+    while len(participant.seen) < 3:
+        participant.step()
+    answered = site.count(Response)
+    assert answered == 3
+
+    page.reload()
+    # No consent or instructions again: straight back to the next unanswered trial.
+    screen = participant.current_screen()
+    while screen != "trial":  # an in-between screen (e.g. "practice finished") may come first
+        participant.press(screen)
+        screen = participant.current_screen()
+    assert page.get_by_test_id("trial").get_attribute("data-trial-index") == str(answered)
+    expect(page.get_by_test_id("consent-accept")).to_have_count(0)
+    participant.finish()
+    assert len(site.sessions()) == 1
+    assert site.count(Response) == len(participant.seen)
+
+
+def test_offline_mid_trial_loses_no_response(site, page, context):
+    page.goto(site.study_url())
+    participant = Participant(page)
+    participant.start()
+    while participant.step() != "main-start":  # main trials are sent without waiting
+        pass
+    expect(page.get_by_test_id("trial")).to_be_visible()
+    before = site.count(Response)
+
+    context.set_offline(True)
+    participant.answer_trial("b", 2)
+    note = page.get_by_test_id("connection-status")
+    expect(note).to_be_visible()
+    expect(note).to_contain_text("Reconnecting")
+    assert site.count(Response) == before  # really not sent yet
+    context.set_offline(False)
+    expect(note).to_be_hidden()
+
+    participant.finish()
+    stored = site.responses()
+    assert len(stored) == len(participant.seen)
+    assert len({row["trial_id"] for row in stored if row["kind"] != "practice"}) == 4
+    assert len({row["key"] for row in stored}) == len(stored)
+
+
+def test_declined_consent_stores_nothing(site, page):
+    page.goto(site.study_url("PROLIFIC_PID=p-decline&STUDY_ID=s1&SESSION_ID=x2"))
+    Participant(page).press("consent-decline")
+    expect(page.get_by_test_id("declined")).to_contain_text("nothing was recorded")
+    expect(page.get_by_test_id("declined")).to_contain_text("Prolific")
+    assert site.count(ParticipantSession) == 0
+    assert site.count(Response) == 0
+
+
+def test_mturk_preview_shows_description_only(site, page):
+    page.goto(site.study_url("assignmentId=ASSIGNMENT_ID_NOT_AVAILABLE&hitId=h1"))
+    expect(page.locator("h1")).to_have_text("Browser test study")
+    expect(page.get_by_text("Accept the HIT to start the study.")).to_be_visible()
+    expect(page.get_by_test_id("consent-accept")).to_have_count(0)
+    expect(page.get_by_test_id("trial")).to_have_count(0)
+    assert site.count(ParticipantSession) == 0
