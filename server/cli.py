@@ -95,14 +95,16 @@ def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
     database_url: DatabaseUrlOption = None,
-    workers: Annotated[int, typer.Option(help="Worker processes (PostgreSQL only).")] = 1,
+    data_dir: Annotated[
+        Path | None, typer.Option(help="Stimuli and caches (PSYCHINTERP_DATA_DIR).")
+    ] = None,
 ) -> None:
     """Run the web server (participant pages, admin, API)."""
     import uvicorn
 
     from server.app import create_app
 
-    settings = settings_from(database_url)
+    settings = settings_from(database_url, data_dir=data_dir)
     open_database(settings)
     uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
 
@@ -247,6 +249,128 @@ def models_evaluate(
     if result.n == 0:
         raise AppError("no readable images: nothing to evaluate")
     print(f"top1={result.top1:.3f} n={result.n}")
+
+
+# --- studies -----------------------------------------------------------------------------------
+
+study_app = typer.Typer(
+    help="Studies: validate, generate, launch, pause, close, list.", no_args_is_help=True
+)
+app.add_typer(study_app, name="study")
+
+
+@study_app.command("validate")
+@friendly_errors
+def study_validate(file: Annotated[Path, typer.Argument(help="Study YAML file.")]) -> None:
+    """Check a study file; errors name the file, line and field."""
+    from server.studies.loading import load_study_file
+
+    config, _ = load_study_file(file)
+    print(
+        f"ok: {config.slug} ({config.paradigm}, conditions {', '.join(config.conditions)}, "
+        f"{config.trials.main} main + {config.n_catch} catch trials per participant)"
+    )
+
+
+@study_app.command("generate")
+@friendly_errors
+def study_generate(
+    study: Annotated[str, typer.Argument(help="Study YAML file, or the slug of a draft.")],
+    database_url: DatabaseUrlOption = None,
+) -> None:
+    """Create (or update) the draft from FILE, generate its stimuli and build its trials."""
+    from server.db.session import session_scope
+    from server.studies.service import prepare_draft
+
+    settings = settings_from(database_url)
+    with session_scope(open_database(settings)) as db:
+        row = prepare_draft(db, settings, study)
+        n_rows = len(row.frozen["design_rows"])
+        print(
+            f"generated {row.slug}: stimulus set {row.stimulus_set_id}, {n_rows} design rows; "
+            f"launch with: psychinterp study launch {row.slug}"
+        )
+
+
+def _study_transition(slug: str, database_url: str | None, action: str) -> None:
+    from server.db.session import session_scope
+    from server.studies import service
+
+    with session_scope(open_database(settings_from(database_url))) as db:
+        study = getattr(service, f"{action}_study")(db, service.get_study(db, slug))
+        print(f"{study.slug}: {study.status}")
+
+
+@study_app.command("launch")
+@friendly_errors
+def study_launch(slug: str, database_url: DatabaseUrlOption = None) -> None:
+    """Freeze the study (config hash, seeds, stimulus hashes) and open it to participants."""
+    _study_transition(slug, database_url, "launch")
+
+
+@study_app.command("pause")
+@friendly_errors
+def study_pause(slug: str, database_url: DatabaseUrlOption = None) -> None:
+    """Stop new sessions; running sessions may finish."""
+    _study_transition(slug, database_url, "pause")
+
+
+@study_app.command("close")
+@friendly_errors
+def study_close(slug: str, database_url: DatabaseUrlOption = None) -> None:
+    """Close for good: no new sessions, no more responses."""
+    _study_transition(slug, database_url, "close")
+
+
+@study_app.command("list")
+@friendly_errors
+def study_list(database_url: DatabaseUrlOption = None) -> None:
+    """Every study with its status and config hash."""
+    from server.db.session import session_scope
+    from server.studies.service import list_studies
+
+    table = Table("slug", "status", "title", "config hash", "launched")
+    with session_scope(open_database(settings_from(database_url))) as db:
+        for s in list_studies(db):
+            launched = s.launched_at.strftime("%Y-%m-%d %H:%M") if s.launched_at else "-"
+            table.add_row(s.slug, s.status, s.title, s.config_hash[:12], launched)
+    console.print(table)
+
+
+@app.command()
+@friendly_errors
+def simulate(
+    study: Annotated[str, typer.Argument(help="Study slug, or a YAML file (set up if new).")],
+    participants: Annotated[int, typer.Option(min=1)] = 10,
+    url: Annotated[str | None, typer.Option(help="A running server; default: in-process.")] = None,
+    concurrency: Annotated[int, typer.Option(min=1)] = 4,
+    observer: Annotated[str, typer.Option(help="random or oracle.")] = "random",
+    drop_rate: Annotated[float, typer.Option(help="Share of acknowledgements lost.")] = 0.0,
+    seed: Annotated[int, typer.Option()] = 0,
+    database_url: DatabaseUrlOption = None,
+) -> None:
+    """Simulated participants through the real HTTP API; prints sent/acknowledged/duplicates."""
+    from contextlib import nullcontext
+
+    from server.studies.service import ensure_live_study
+    from server.studies.simulate import run_simulation, serve_in_thread
+
+    if observer not in ("random", "oracle"):
+        raise AppError("--observer must be random or oracle")
+    settings = settings_from(database_url)
+    factory = open_database(settings)
+    slug = ensure_live_study(factory, settings, study)
+    if url:
+        server = nullcontext(url)
+    else:
+        from server.app import create_app
+
+        server = serve_in_thread(create_app(settings))
+    with server as base_url:
+        result = run_simulation(
+            base_url, slug, participants, observer, concurrency, drop_rate, seed, factory
+        )
+    print(result.summary())
 
 
 def main() -> None:  # pragma: no cover - console-script entry point

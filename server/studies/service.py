@@ -220,3 +220,36 @@ def setup_study_from_file(
     if launch:
         launch_study(db, study)
     return study
+
+
+def prepare_draft(db: Session, settings: Settings, file_or_slug: str, progress=None) -> Study:
+    """`study generate`: create or update the draft from a file (or take a draft by slug)."""
+    path = Path(file_or_slug)
+    if path.is_file():
+        config, text = load_study_file(path)
+        study = db.scalar(select(Study).where(Study.slug == config.slug))
+        if study is None:
+            study = create_study(db, settings, text, str(path))
+        else:
+            update_draft(db, study, text, str(path))
+    else:
+        study = get_study(db, file_or_slug)
+    generate_study(db, settings, study, progress=progress)
+    return study
+
+
+def ensure_live_study(factory, settings: Settings, file_or_slug: str) -> str:
+    """The slug of a live study: a file whose study does not exist yet is set up and launched."""
+    from server.db.session import session_scope
+
+    path = Path(file_or_slug)
+    slug = load_study_file(path)[0].slug if path.is_file() else file_or_slug
+    with session_scope(factory) as db:
+        study = db.scalar(select(Study).where(Study.slug == slug))
+        if study is None and path.is_file():
+            study = setup_study_from_file(db, settings, path, launch=True)
+        elif study is None:
+            raise NotFound(f"no study {slug!r}: give its YAML file to set it up")
+        if study.status != "live":
+            raise Conflict(f"study {slug!r} is {study.status}: launch it first")
+    return slug

@@ -429,6 +429,9 @@ def record_response(db: Session, auth: SessionAuth, r: ResponseIn) -> tuple[dict
         )
         if assigned is None:
             raise NotFound("this trial is not assigned to this session")
+        existing = _existing_response(db, auth, r)  # the same key committed meanwhile
+        if existing is not None:
+            return existing, False
         raise Conflict("this trial was already answered (with another idempotency key)")
     assignment_id, max_is_a, attempt, kind = row
     correct = (r.choice == "a") == max_is_a
