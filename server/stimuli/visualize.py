@@ -219,10 +219,11 @@ def render_visualizations(
     batch_size = config.batch_size
     pending = _chunks(groups, batch_size)
     total = len(groups)
+    n_entries = sum(g.size for g in groups)
     while pending:
         chunk = pending.pop(0)
         try:
-            results.extend(_render_chunk(model, chunk, config, seed, max_steps))
+            results.extend(_render_chunk(model, chunk, config, seed, max_steps, n_entries))
         except torch.OutOfMemoryError:
             entries = sum(g.size for g in chunk)
             if len(chunk) == 1:
@@ -242,8 +243,14 @@ def render_visualizations(
 
 
 def _render_chunk(
-    model: LoadedModel, chunk: list[Group], config: FVConfig, seed: int, max_steps: int
+    model: LoadedModel,
+    chunk: list[Group],
+    config: FVConfig,
+    seed: int,
+    max_steps: int,
+    n_entries: int,
 ) -> list[Visualization]:
+    """Optimise one batch of groups; transform draws are made for all `n_entries` each step."""
     device = model.device
     size = config.image_size
     render_size = config.render_size or model.preprocessing.image_size
@@ -267,13 +274,12 @@ def _render_chunk(
         k: torch.tensor([entry_units[i].index for i in v], device=device) for k, v in rows.items()
     }
     starts = [sum(g.size for g in chunk[:i]) for i in range(len(chunk))]
-    total_entries = max(g.first_entry + g.size for g in chunk)
     history: list[torch.Tensor] = []
     step = 0
     with LayerCapture(model, rows, reduce=False) as capture:
         for step in range(1, max_steps + 1):
             optimizer.zero_grad(set_to_none=True)
-            draws = draw_transforms(config, total_entries, seed, step)
+            draws = draw_transforms(config, n_entries, seed, step)
             picked = TransformDraws(*(t[entries] for t in vars(draws).values()))
             x = transform_batch(param(), picked, config.pad, render_size)
             outputs = capture.run(normalize(x))
