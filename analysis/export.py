@@ -1,0 +1,107 @@
+"""Streamed export of a study's responses (long format, one row per trial) to CSV or Parquet.
+
+Rows come from `load.study_rows` chunk by chunk and are written as they arrive, so an
+export never holds the whole study in memory; the count written is returned to be shown.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from sqlalchemy import Engine
+
+from analysis.load import EXPORT_COLUMNS, study_rows
+from server.config import Settings
+from server.errors import AppError
+
+_TIMESTAMP = pa.timestamp("us", tz="UTC")
+#: Fixed Parquet types: a chunk with only nulls in a column must not change its type.
+PARQUET_SCHEMA = pa.schema(
+    [
+        (name, kind)
+        for name, kind in {
+            "study": pa.string(),
+            "participant": pa.string(),
+            "platform": pa.string(),
+            "trial_index": pa.int64(),
+            "trial_id": pa.string(),
+            "condition": pa.string(),
+            "trial_kind": pa.string(),
+            "model": pa.string(),
+            "layer": pa.string(),
+            "unit": pa.string(),
+            "unit_index": pa.float64(),
+            "layer_depth": pa.float64(),
+            "choice": pa.string(),
+            "correct": pa.bool_(),
+            "confidence": pa.float64(),
+            "rt_ms": pa.float64(),
+            "time_elapsed_ms": pa.float64(),
+            "max_is_a": pa.bool_(),
+            "stimulus_max": pa.string(),
+            "stimulus_min": pa.string(),
+            "stimulus_a": pa.string(),
+            "stimulus_b": pa.string(),
+            "received_at": _TIMESTAMP,
+            "client_sent_at": pa.string(),
+            "excluded": pa.bool_(),
+            "exclusion_reason": pa.string(),
+            "session_started_at": _TIMESTAMP,
+            "session_completed_at": _TIMESTAMP,
+        }.items()
+    ]
+)
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    path: Path
+    rows: int
+    participants: int
+
+
+def _for_parquet(chunk: pd.DataFrame) -> pa.Table:
+    chunk = chunk.copy()
+    for column in ("received_at", "session_started_at", "session_completed_at"):
+        chunk[column] = pd.to_datetime(chunk[column], utc=True)
+    for column in ("unit_index", "layer_depth", "confidence", "rt_ms", "time_elapsed_ms"):
+        chunk[column] = pd.to_numeric(chunk[column], errors="coerce").astype(float)
+    return pa.Table.from_pandas(chunk, schema=PARQUET_SCHEMA, preserve_index=False)
+
+
+def export_study(
+    database: str | Settings | Engine,
+    slug: str,
+    fmt: str,
+    output: str | Path | None = None,
+    chunk_size: int = 5000,
+) -> ExportResult:
+    """Write every response of study SLUG to OUTPUT (default `<slug>-responses.<fmt>`)."""
+    if fmt not in {"csv", "parquet"}:
+        raise AppError(f"unknown export format {fmt!r}: use csv or parquet")
+    path = Path(output or f"{slug}-responses.{fmt}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rows, participants = 0, set()
+    writer = None
+    try:
+        for chunk in study_rows(database, slug, chunk_size=chunk_size):
+            if fmt == "csv":
+                chunk.to_csv(path, mode="w" if rows == 0 else "a", header=rows == 0, index=False)
+            else:
+                writer = writer or pq.ParquetWriter(path, PARQUET_SCHEMA)
+                writer.write_table(_for_parquet(chunk))
+            rows += len(chunk)
+            participants.update(chunk["participant"])
+        if rows == 0:  # still a valid file with the header / schema
+            if fmt == "csv":
+                pd.DataFrame(columns=list(EXPORT_COLUMNS)).to_csv(path, index=False)
+            else:
+                pq.write_table(PARQUET_SCHEMA.empty_table(), path)
+    finally:
+        if writer is not None:
+            writer.close()
+    return ExportResult(path=path, rows=rows, participants=len(participants))

@@ -1,0 +1,169 @@
+"""One analysis of a response table, and its three renderings: JSON, text tables, HTML.
+
+`analyze` runs exclusions → scores → tests once; the CLI and notebooks only choose how
+to show the result.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from analysis import plots
+from analysis.exclusions import ExclusionReport, ExclusionRules, apply_exclusions
+from analysis.scores import SCORE_COLUMNS, main_trials, scores
+from analysis.stats import binomial_glmm, chance_tests, compare_levels, response_summary
+
+
+@dataclass
+class Analysis:
+    title: str
+    tables: dict[str, pd.DataFrame]
+    exclusions: ExclusionReport
+    chance: pd.DataFrame
+    comparisons: list[dict]
+    glmm: dict
+    responses: pd.DataFrame
+    figures: dict = field(default_factory=dict)
+
+
+def analyze(
+    frame: pd.DataFrame,
+    title: str = "analysis",
+    rules: ExclusionRules | None = None,
+    exclude_participants: Iterable[str] = (),
+    n_resamples: int = 1000,
+    seed: int = 0,
+    chance: float = 0.5,
+    glmm: bool = True,
+) -> Analysis:
+    """Exclusions, scores with CIs, chance tests, comparisons (and a GLMM) of `frame`."""
+    kept, report = apply_exclusions(frame, rules, exclude_participants)
+    scored = main_trials(kept)
+    tables = scores(kept, n_resamples=n_resamples, seed=seed)
+    comparisons = compare_levels(scored, "condition", n_resamples=n_resamples, seed=seed)
+    if "by_model" in tables:
+        comparisons += compare_levels(scored, "model", n_resamples=n_resamples, seed=seed)
+    return Analysis(
+        title=title,
+        tables=tables,
+        exclusions=report,
+        chance=chance_tests(scored, ["condition"], chance),
+        comparisons=comparisons,
+        glmm=binomial_glmm(scored) if glmm else {"fitted": False, "reason": "not requested"},
+        responses=response_summary(scored, ["condition"]),
+    )
+
+
+def _clean(value):
+    """JSON has no NaN: missing numbers become null."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if hasattr(value, "item"):
+        return _clean(value.item())
+    return value
+
+
+def _records(table: pd.DataFrame) -> list[dict]:
+    return [{k: _clean(v) for k, v in row.items()} for row in table.to_dict("records")]
+
+
+def to_json(result: Analysis) -> dict:
+    """by_condition keyed by condition name; the finer groupings as lists of records."""
+    by_condition = {
+        row["condition"]: {k: row[k] for k in SCORE_COLUMNS}
+        for row in _records(result.tables["by_condition"])
+    }
+    out: dict = {"by_condition": by_condition}
+    for name in ("by_model", "by_layer", "by_unit"):
+        if name in result.tables:
+            out[name] = _records(result.tables[name])
+    out["excluded"] = result.exclusions.as_dict()
+    out["chance"] = _records(result.chance)
+    out["comparisons"] = [{k: _clean(v) for k, v in c.items()} for c in result.comparisons]
+    out["glmm"] = result.glmm
+    out["responses"] = _records(result.responses)
+    return out
+
+
+def to_text(result: Analysis) -> str:
+    """Plain tables for a terminal."""
+    parts = [f"# {result.title}"]
+    report = result.exclusions
+    parts.append(
+        f"participants kept {report.participants_kept} of {report.participants_total}, "
+        f"responses kept {report.responses_kept} of {report.responses_total}"
+    )
+    for name, rule in report.rules.items():
+        caught = rule.get("participants", rule.get("responses"))
+        unit = "participant(s)" if "participants" in rule else "response(s)"
+        state = "" if rule["applied"] else " (not applicable to this data)"
+        parts.append(f"  {name} [{rule['threshold']}]: {caught} {unit}{state}")
+    for name in ("by_condition", "by_model", "by_layer"):
+        if name in result.tables:
+            parts += ["", name, result.tables[name].to_string(index=False, float_format="%.3f")]
+    parts += ["", "chance", result.chance.to_string(index=False, float_format="%.4g")]
+    if result.comparisons:
+        parts += ["", "comparisons", pd.DataFrame(result.comparisons).to_string(index=False)]
+    return "\n".join(parts)
+
+
+def figures(result: Analysis, frame: pd.DataFrame | None = None) -> dict:
+    """The report's figures, from what the tables allow."""
+    out = {"Accuracy by condition": plots.plot_by_condition(result.tables["by_condition"])}
+    if "by_model" in result.tables:
+        out["Interpretability by model"] = plots.plot_by_model(result.tables["by_model"])
+    if "by_layer" in result.tables and frame is not None:
+        out["Accuracy by layer depth"] = plots.plot_by_layer(
+            result.tables["by_layer"], plots.layer_depths(frame)
+        )
+    by_unit = result.tables.get("by_unit")
+    if by_unit is not None and {"natural", "synthetic"} <= set(by_unit["condition"]):
+        out["Per unit: natural vs synthetic"] = plots.plot_unit_scatter(by_unit)
+    return out
+
+
+def _figure_html(figure) -> str:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110)
+    data = base64.b64encode(buffer.getvalue()).decode("ascii")
+    return f'<img alt="figure" src="data:image/png;base64,{data}">'
+
+
+def to_html(result: Analysis, frame: pd.DataFrame | None = None) -> str:
+    """One self-contained page: tables and figures inline (PNG as data URIs)."""
+    esc = html.escape
+    body = [f"<h1>{esc(result.title)}</h1>", "<h2>Exclusions</h2>"]
+    report = result.exclusions
+    body.append(
+        f"<p>Participants kept {report.participants_kept} of {report.participants_total}; "
+        f"responses kept {report.responses_kept} of {report.responses_total}.</p>"
+    )
+    rules = pd.DataFrame([{"rule": name, **rule} for name, rule in report.rules.items()])
+    body.append(rules.to_html(index=False, na_rep=""))
+    for title, figure in figures(result, frame).items():
+        body += [f"<h2>{esc(title)}</h2>", _figure_html(figure)]
+    for name, table in result.tables.items():
+        body += [f"<h2>{esc(name)}</h2>", table.to_html(index=False, float_format="%.3f")]
+    body += ["<h2>Chance-level tests</h2>", result.chance.to_html(index=False)]
+    if result.comparisons:
+        body += ["<h2>Comparisons</h2>", pd.DataFrame(result.comparisons).to_html(index=False)]
+    body += ["<h2>Confidence and reaction time</h2>", result.responses.to_html(index=False)]
+    if result.glmm.get("fitted"):
+        effects = pd.DataFrame(result.glmm["fixed_effects"]).T
+        body += [f"<h2>GLMM: {esc(result.glmm['formula'])}</h2>", effects.to_html()]
+    style = (
+        "body{font-family:sans-serif;max-width:1100px;margin:2em auto}"
+        "table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:2px 6px}"
+        "img{max-width:100%}"
+    )
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{esc(result.title)}</title>"
+        f"<style>{style}</style></head><body>{''.join(body)}</body></html>"
+    )
