@@ -85,3 +85,48 @@ def demo_pool(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from server.stimuli.demo_images import build_demo_pool
 
     return build_demo_pool(tmp_path_factory.mktemp("pool"), per_photo=6, size=160)
+
+
+# --- live studies (used by the study, participant API and simulation tests) -----------------
+
+
+@pytest.fixture(scope="session")
+def study_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One data dir for all study tests: its activation cache makes each generation fast."""
+    return tmp_path_factory.mktemp("study-data")
+
+
+@pytest.fixture(scope="session")
+def fast_study_yaml() -> str:
+    """studies/imi-demo.yaml with natural + none and no feature visualizations (fast on CPU)."""
+    import yaml
+
+    config = yaml.safe_load((Path(__file__).parents[1] / "studies/imi-demo.yaml").read_text())
+    config["conditions"] = ["natural", "none"]
+    config["generation"]["fv"] = {"enabled": False}
+    return yaml.safe_dump(config, sort_keys=False)
+
+
+@pytest.fixture(scope="module", params=DATABASE_BACKENDS)
+def live_study(request: pytest.FixtureRequest, tmp_path_factory, study_data_dir, fast_study_yaml):
+    """(settings, session factory, study) for a launched fast demo study, per backend."""
+    from server.db.migrate import upgrade_database
+    from server.db.session import make_engine, make_session_factory, session_scope
+    from server.studies.service import create_study, generate_study, launch_study
+
+    if request.param == "sqlite":
+        urls = iter([f"sqlite:///{tmp_path_factory.mktemp('live') / 'live.db'}"])
+    else:
+        urls = _postgres_database()
+    url = next(urls)
+    settings = Settings(database_url=url, data_dir=study_data_dir, secret_key="test-secret-key")
+    upgrade_database(url)
+    engine = make_engine(url)
+    factory = make_session_factory(engine)
+    with session_scope(factory) as db:
+        study = create_study(db, settings, fast_study_yaml, "imi-demo-fast.yaml")
+        generate_study(db, settings, study)
+        launch_study(db, study)
+    yield settings, factory, study
+    engine.dispose()
+    next(urls, None)  # drops the PostgreSQL database

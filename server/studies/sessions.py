@@ -50,11 +50,12 @@ class Design:
     catch: list[SlotInfo]
 
 
-_designs: dict[tuple[int, str], Design] = {}
+_designs: dict[tuple[int, str, str | None], Design] = {}
 
 
 def study_design(db: Session, study: Study) -> Design:
-    key = (study.id, study.config_hash)
+    # The stimulus set id is random per generation: two databases never share a key.
+    key = (study.id, study.config_hash, study.stimulus_set_id)
     if key not in _designs:
         trials = db.scalars(select(Trial).where(Trial.study_id == study.id)).all()
         slots = {t.id: slot_info(t) for t in trials}
