@@ -9,15 +9,11 @@ stimulus store, so tests cannot see each other's sessions.
 from __future__ import annotations
 
 import shutil
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import uvicorn
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
@@ -26,6 +22,7 @@ from server.config import Settings
 from server.db.migrate import upgrade_database
 from server.db.models import ParticipantSession, Response, Trial
 from server.db.session import make_engine, make_session_factory, session_scope
+from tests.e2e.live import serve
 
 STUDY_YAML = Path(__file__).with_name("study.yaml")
 SLUG = "e2e"
@@ -98,35 +95,17 @@ class LiveSite:
             return found
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def site(study_template: Path, tmp_path: Path) -> Iterator[LiveSite]:
     """The real app on a fresh copy of the template study, served on 127.0.0.1."""
     root = tmp_path / "site"
     shutil.copytree(study_template, root)
     settings = _settings(root)
-    app = create_app(settings)
-    port = _free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        if not thread.is_alive():
-            raise RuntimeError("the test server did not start (see the log above)")
-        time.sleep(0.02)
     engine = make_engine(settings.database_url)
     try:
-        yield LiveSite(url=f"http://127.0.0.1:{port}", engine=engine)
+        with serve(create_app(settings)) as url:
+            yield LiveSite(url=url, engine=engine)
     finally:
-        server.should_exit = True
-        thread.join()
         engine.dispose()
 
 

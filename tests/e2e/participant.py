@@ -7,6 +7,7 @@ tests can compare that with what the server stored.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from playwright.sync_api import Page, expect
@@ -30,6 +31,7 @@ class TrialSeen:
 class Participant:
     page: Page
     keyboard: bool = False
+    on_trial: Callable[[Page], None] | None = None  # called when a trial is ready to answer
     seen: list[TrialSeen] = field(default_factory=list)
 
     # --- low-level input ------------------------------------------------------------------
@@ -103,6 +105,8 @@ class Participant:
         index = int(trial.get_attribute("data-trial-index"))
         button = self.page.get_by_test_id(f"choice-{choice}-{confidence}")
         expect(button).to_be_enabled()
+        if self.on_trial:
+            self.on_trial(self.page)
         if self.keyboard:
             self.page.keyboard.press(KEYS[choice][confidence - 1])
         else:

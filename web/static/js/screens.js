@@ -67,7 +67,7 @@ function howToAnswerPage(study) {
       + "under the upper image or above the lower image. The number says how confident you are: "
       + "1 = not sure, 3 = very confident."),
     h("figure", { class: "example" },
-      h("img", { src: study.example_image_url || "/static/img/example-trial.png",
+      h("img", { src: study.example_image_url || "/static/img/example-trial.jpg",
         alt: `An example trial: ${titles.min} on one side, ${titles.max} on the other, two images at the center with buttons 1 2 3.` }),
       h("figcaption", {}, "An example trial.")),
     keysTable(study),

@@ -143,7 +143,7 @@ class Run {
 
   async trials() {
     this.answeredPractice = new Set();
-    const showMainFeedback = Boolean(this.study.main_feedback || this.study.layout.main_feedback);
+    const showMainFeedback = Boolean(this.study.feedback_main); // trials.feedback_main
     const iti = this.study.layout.iti_ms ?? DEFAULT_ITI_MS;
     let previous = null;
     for (;;) {

@@ -35,7 +35,7 @@ function answerScale(query, levels) {
     const key = KEY_LABELS[query][confidence - 1];
     buttons.push(h("button", {
       type: "button",
-      class: "answer",
+      class: "scale-button",
       testid: `choice-${query}-${confidence}`,
       "data-choice": query,
       "data-confidence": String(confidence),
@@ -91,7 +91,7 @@ export function buildTrial(trial, images, study) {
  */
 export async function collectAnswer(view, study) {
   const layout = study.layout;
-  const buttons = [...view.root.querySelectorAll("button.answer")];
+  const buttons = [...view.root.querySelectorAll("button.scale-button")];
   const onset = await paintedAt();
   const enableAt = onset + (layout.answer_delay_ms ?? 1500);
   return new Promise((resolve) => {

@@ -1,0 +1,81 @@
+"""Screenshots of the participant pages for the README, from the real demo study.
+
+    python -m tests.e2e.make_screenshots [OUT_DIR]
+
+Generates `server/demo_study.yaml` into a temporary directory (real model, demo photos),
+serves it, walks a participant through it in Chromium and saves landing, trial and end
+screens at 1280×800 into docs/screenshots/ (and 1920×1080 copies into OUT_DIR for
+checking the layout on a large screen). The trial screenshot also becomes the example
+image the instructions show (web/static/img/example-trial.jpg).
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from pathlib import Path
+
+from PIL import Image
+from playwright.sync_api import sync_playwright
+
+from server.app import create_app
+from server.config import Settings
+from server.db.migrate import upgrade_database
+from server.db.session import make_engine, make_session_factory, session_scope
+from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS
+from tests.e2e.live import serve
+from tests.e2e.participant import Participant
+
+REPO = Path(__file__).resolve().parents[2]
+DOCS = REPO / "docs" / "screenshots"
+EXAMPLE = REPO / "web" / "static" / "img" / "example-trial.jpg"
+SIZES = {"": (1280, 800), "-1920": (1920, 1080)}
+
+
+def _walk(browser, url: str, out: Path, suffix: str, size: tuple[int, int]) -> None:
+    page = browser.new_page(viewport={"width": size[0], "height": size[1]})
+    page.goto(url)
+    page.get_by_test_id("consent-accept").wait_for()
+    page.screenshot(path=out / f"participant-landing{suffix}.png")
+    participant = Participant(page)
+    participant.start()
+    shot_taken = False
+    while participant.current_screen() != "end":
+        if not shot_taken and participant.current_screen() == "trial":
+            page.get_by_test_id("choice-a-1").wait_for()
+            page.wait_for_timeout(2000)  # past the answer delay: buttons shown enabled
+            page.screenshot(path=out / f"participant-trial{suffix}.png")
+            shot_taken = True
+        participant.step()
+    page.screenshot(path=out / f"participant-end{suffix}.png")
+    page.close()
+
+
+def main(extra_dir: Path) -> None:
+    from server.studies.service import setup_study_from_file
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        settings = Settings(
+            database_url=f"sqlite:///{root / 'demo.db'}", data_dir=root / "data", secret_key="x"
+        )
+        upgrade_database(settings.database_url)
+        engine = make_engine(settings.database_url)
+        with session_scope(make_session_factory(engine)) as db:
+            study = setup_study_from_file(db, settings, REPO / "server" / "demo_study.yaml")
+            slug = study.slug
+        engine.dispose()
+        DOCS.mkdir(parents=True, exist_ok=True)
+        extra_dir.mkdir(parents=True, exist_ok=True)
+        with serve(create_app(settings)) as url, sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            for suffix, size in SIZES.items():
+                _walk(browser, f"{url}/s/{slug}", DOCS if not suffix else extra_dir, suffix, size)
+            browser.close()
+    EXAMPLE.parent.mkdir(parents=True, exist_ok=True)
+    with Image.open(DOCS / "participant-trial.png") as shot:
+        shot.convert("RGB").resize((960, 600), Image.LANCZOS).save(EXAMPLE, quality=85)
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]) if len(sys.argv) > 1 else Path(tempfile.gettempdir()) / "screens")
