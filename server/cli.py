@@ -251,6 +251,99 @@ def models_evaluate(
     print(f"top1={result.top1:.3f} n={result.n}")
 
 
+# --- generate ----------------------------------------------------------------------------------
+
+
+def _load_generation_section(path: Path):
+    """The `generation:` section of a study file, validated; errors say file, line and field."""
+    import yaml
+    from pydantic import ValidationError
+
+    from server.stimuli.generate import GenerationConfig
+    from server.studies.loading import _field_name, _node_line
+
+    if not path.is_file():
+        raise AppError(f"{path}: no such study file")
+    text = path.read_text(encoding="utf-8")
+    try:
+        root, data = yaml.compose(text), yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = f":{mark.line + 1}" if mark else ""
+        raise AppError(f"{path}{line}: not valid YAML: {exc.problem or exc}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("generation"), dict):
+        raise AppError(f"{path}: needs a `generation:` section (model, layers, units_per_layer)")
+    try:
+        return GenerationConfig.model_validate(data["generation"])
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            loc = ("generation", *error["loc"])
+            message = error["msg"].removeprefix("Value error, ")
+            problems.append(f"{path}:{_node_line(root, loc)}: {_field_name(loc)}: {message}")
+        raise AppError("; ".join(problems)) from None
+
+
+def _fv_vs_natural(unit: dict[str, Any], side: str) -> str:
+    fv = unit[f"fv_{side}_activation"]
+    return "-" if fv is None else f"{fv:.2f}/{unit[f'natural_{side}_activation']:.2f}"
+
+
+@app.command()
+@friendly_errors
+def generate(
+    study: Annotated[Path, typer.Argument(help="Study YAML file with a `generation:` section.")],
+    device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:N, mps.")] = None,
+    database_url: DatabaseUrlOption = None,
+) -> None:
+    """Generate a stimulus set (units, exemplars, feature visualizations) from STUDY.yaml."""
+    from rich.progress import MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    from server.stimuli.generate import GenerationFailed, generate_stimuli, manifest_path
+
+    config = _load_generation_section(study)
+    settings = settings_from(database_url, device=device)
+    factory = open_database(settings)
+    columns = (*Progress.get_default_columns()[:2], MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=err_console, transient=True) as bar:
+        tasks: dict[str, Any] = {}
+
+        def progress(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=total)
+            bar.update(tasks[stage], completed=done, total=total)
+
+        db = factory()
+        try:
+            stimulus_set = generate_stimuli(db, settings, config, progress=progress)
+            db.commit()
+        except GenerationFailed:
+            db.commit()  # records the set as failed; no stimuli of it are visible
+            raise
+        finally:
+            db.close()
+    table = Table("layer", "units", "valid", "max FV / natural", "min FV / natural")
+    for layer in config.layers:
+        rows = [u for u in stimulus_set.manifest["units"] if u["layer"] == layer]
+        n_valid = sum(u["valid"] for u in rows)
+        table.add_row(
+            layer,
+            str(len(rows)),
+            str(n_valid),
+            " ".join(_fv_vs_natural(u, "max") for u in rows),
+            " ".join(_fv_vs_natural(u, "min") for u in rows),
+        )
+    console.print(table)
+    if stimulus_set.manifest["skipped_images"]:
+        err_console.print(
+            f"skipped {len(stimulus_set.manifest['skipped_images'])} unreadable image(s)",
+            highlight=False,
+        )
+    print(
+        f"stimulus set {stimulus_set.id} ready; manifest: {manifest_path(settings, stimulus_set.id)}"
+    )
+
+
 # --- studies -----------------------------------------------------------------------------------
 
 study_app = typer.Typer(
