@@ -466,5 +466,87 @@ def simulate(
     print(result.summary())
 
 
+# --- analysis ----------------------------------------------------------------------------------
+
+
+@app.command()
+@friendly_errors
+def analyze(
+    study: Annotated[
+        str | None, typer.Argument(help="Study slug (read from the database).")
+    ] = None,
+    responses: Annotated[
+        Path | None, typer.Option(help="A CSV/Parquet response file instead of a study.")
+    ] = None,
+    columns: Annotated[
+        str,
+        typer.Option(
+            help="participant=COL,condition=COL,correct=COL[,unit=COL,layer=COL,model=COL,"
+            "confidence=COL,rt=COL,trial_kind=COL]"
+        ),
+    ] = "",
+    where: Annotated[
+        list[str] | None, typer.Option(help="Keep only rows with COL=VALUE (repeatable).")
+    ] = None,
+    bootstrap: Annotated[int, typer.Option(min=10, help="Bootstrap resamples.")] = 1000,
+    seed: Annotated[int, typer.Option(help="Bootstrap seed.")] = 0,
+    rule: Annotated[
+        list[str] | None,
+        typer.Option(help="Exclusion rule NAME=VALUE|off, e.g. min_catch_accuracy=0.6."),
+    ] = None,
+    no_exclusions: Annotated[bool, typer.Option(help="Keep every participant.")] = False,
+    exclude: Annotated[
+        list[str] | None, typer.Option(help="Participant id to exclude (repeatable).")
+    ] = None,
+    output_format: Annotated[str, typer.Option("--format", help="json, table or html.")] = "table",
+    output: Annotated[
+        Path | None, typer.Option(help="HTML file (default SLUG-report.html).")
+    ] = None,
+    database_url: DatabaseUrlOption = None,
+) -> None:
+    """Scores with CIs for a study (database) or a response file; JSON, tables or HTML."""
+    from analysis.columns import parse_column_mapping
+    from analysis.command import render_analysis
+    from analysis.exclusions import rules_from_options
+    from analysis.load import load_responses, load_study
+
+    if (study is None) == (responses is None):
+        raise AppError("give either a study slug or --responses FILE (not both)")
+    if responses is not None:
+        frame = load_responses(responses, parse_column_mapping(columns), where or [])
+        title = responses.stem
+    else:
+        factory = open_database(settings_from(database_url), migrate=False)
+        frame = load_study(factory.kw["bind"], study)
+        title = study
+    text = render_analysis(
+        frame,
+        title,
+        output_format,
+        output,
+        rules_from_options(rule or [], no_exclusions),
+        exclude or [],
+        bootstrap,
+        seed,
+    )
+    print(text)
+
+
+@app.command()
+@friendly_errors
+def export(
+    study: Annotated[str, typer.Argument(help="Study slug.")],
+    output_format: Annotated[str, typer.Option("--format", help="csv or parquet.")] = "csv",
+    output: Annotated[Path | None, typer.Option(help="Default: SLUG-responses.FORMAT.")] = None,
+    database_url: DatabaseUrlOption = None,
+) -> None:
+    """Every response of STUDY, one row per trial (long format), streamed to a file."""
+    from analysis.export import export_study
+
+    factory = open_database(settings_from(database_url), migrate=False)
+    result = export_study(factory.kw["bind"], study, output_format, output)
+    print(f"wrote {result.rows} responses of {result.participants} participants to {result.path}")
+
+
 def main() -> None:  # pragma: no cover - console-script entry point
     app()
