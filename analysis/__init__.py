@@ -11,7 +11,7 @@ from analysis.bootstrap import hierarchical_bootstrap
 from analysis.exclusions import ExclusionRules, apply_exclusions
 from analysis.load import load_responses, load_study, study_rows
 from analysis.report import analyze, to_html, to_json, to_text
-from analysis.scores import participant_accuracy, score_table, scores
+from analysis.scores import main_trials, participant_accuracy, score_table, scores
 from analysis.stats import binomial_glmm, chance_tests, compare, compare_levels, response_summary
 
 __all__ = [
@@ -25,6 +25,7 @@ __all__ = [
     "hierarchical_bootstrap",
     "load_responses",
     "load_study",
+    "main_trials",
     "participant_accuracy",
     "response_summary",
     "score_table",
