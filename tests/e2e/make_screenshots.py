@@ -4,13 +4,14 @@
 
 Generates `server/demo_study.yaml` into a temporary directory (real model, demo photos),
 serves it, walks a participant through it in Chromium and saves landing, trial and end
-screens at 1280×800 into docs/screenshots/ (and 1920×1080 copies into OUT_DIR for
-checking the layout on a large screen). The trial screenshot also becomes the example
+screens at 1280×800 into docs/screenshots/; OUT_DIR gets those, the instruction and
+comprehension pages, and 1920×1080 copies, for checking the layout by eye. The trial screenshot also becomes the example
 image the instructions show (web/static/img/example-trial.jpg).
 """
 
 from __future__ import annotations
 
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -38,7 +39,13 @@ def _walk(browser, url: str, out: Path, suffix: str, size: tuple[int, int]) -> N
     page.get_by_test_id("consent-accept").wait_for()
     page.screenshot(path=out / f"participant-landing{suffix}.png")
     participant = Participant(page)
-    participant.start()
+    participant.consent()
+    while not page.locator("table.keys").count():
+        page.get_by_test_id("instructions-continue").click()
+    page.screenshot(path=out / f"participant-instructions{suffix}.png", full_page=True)
+    participant.instructions()
+    page.screenshot(path=out / f"participant-comprehension{suffix}.png", full_page=True)
+    participant.comprehension()
     shot_taken = False
     while participant.current_screen() != "end":
         if not shot_taken and participant.current_screen() == "trial":
@@ -70,8 +77,10 @@ def main(extra_dir: Path) -> None:
         with serve(create_app(settings)) as url, sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             for suffix, size in SIZES.items():
-                _walk(browser, f"{url}/s/{slug}", DOCS if not suffix else extra_dir, suffix, size)
+                _walk(browser, f"{url}/s/{slug}", extra_dir, suffix, size)
             browser.close()
+    for name in ("landing", "trial", "end"):
+        shutil.copy(extra_dir / f"participant-{name}.png", DOCS / f"participant-{name}.png")
     EXAMPLE.parent.mkdir(parents=True, exist_ok=True)
     with Image.open(DOCS / "participant-trial.png") as shot:
         shot.convert("RGB").resize((960, 600), Image.LANCZOS).save(EXAMPLE, quality=85)

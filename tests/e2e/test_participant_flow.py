@@ -43,6 +43,9 @@ def test_whole_session(site, page, keyboard):
         assert isinstance(data["events"], list)
     (session,) = site.sessions()
     assert session.status == "completed" and session.completion_code == code
+    event_types = [event["type"] for event in session.events]
+    assert "comprehension" in event_types and "instructions_done" in event_types
+    assert session.client_info["refresh_hz"] > 0
     expect(page.get_by_test_id("progress")).to_be_hidden()  # the end screen needs no bar
 
 
@@ -109,3 +112,20 @@ def test_mturk_preview_shows_description_only(site, page):
     expect(page.get_by_test_id("consent-accept")).to_have_count(0)
     expect(page.get_by_test_id("trial")).to_have_count(0)
     assert site.count(ParticipantSession) == 0
+
+
+def test_wrong_comprehension_answers_send_back_to_the_instructions(site, page):
+    page.goto(site.study_url())
+    participant = Participant(page)
+    participant.consent()
+    participant.instructions()
+    participant.comprehension(answers=(0, 2, 0))  # the first answer is wrong
+    expect(page.locator("h1")).to_have_text("Not quite")
+    participant.press("comprehension-retry")
+    expect(page.locator("h1")).to_contain_text("Instructions (1 of")
+    participant.instructions()
+    participant.comprehension()
+    expect(page.get_by_test_id("practice-start")).to_be_visible()
+    (session,) = site.sessions()
+    attempts = [e["detail"] for e in session.events if e["type"] == "comprehension"]
+    assert [a["passed"] for a in attempts] == [False, True]
