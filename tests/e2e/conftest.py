@@ -26,6 +26,7 @@ from tests.e2e.live import serve
 
 STUDY_YAML = Path(__file__).with_name("study.yaml")
 SLUG = "e2e"
+PROLIFIC_SLUG = "e2e-prolific"  # the same study, completed on Prolific
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update"]
 
@@ -47,8 +48,15 @@ def study_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     settings = _settings(root)
     upgrade_database(settings.database_url)
     engine = make_engine(settings.database_url)
+    prolific_yaml = root / "prolific.yaml"
+    prolific_yaml.write_text(
+        STUDY_YAML.read_text()
+        .replace(f"slug: {SLUG}", f"slug: {PROLIFIC_SLUG}")
+        .replace("  platform: plain", "  platform: prolific\n  code: C0DE1234")
+    )
     with session_scope(make_session_factory(engine)) as db:
         setup_study_from_file(db, settings, STUDY_YAML)
+        setup_study_from_file(db, settings, prolific_yaml)  # activations are cached: quick
     engine.dispose()
     return root
 
@@ -60,8 +68,8 @@ class LiveSite:
     url: str
     engine: Engine
 
-    def study_url(self, query: str = "") -> str:
-        return f"{self.url}/s/{SLUG}" + (f"?{query}" if query else "")
+    def study_url(self, query: str = "", slug: str = SLUG) -> str:
+        return f"{self.url}/s/{slug}" + (f"?{query}" if query else "")
 
     def count(self, model) -> int:
         with session_scope(make_session_factory(self.engine)) as db:

@@ -6,6 +6,7 @@ import pytest
 from playwright.sync_api import expect
 
 from server.db.models import ParticipantSession, Response
+from tests.e2e.conftest import PROLIFIC_SLUG
 from tests.e2e.participant import Participant
 
 pytestmark = pytest.mark.e2e
@@ -129,3 +130,19 @@ def test_wrong_comprehension_answers_send_back_to_the_instructions(site, page):
     (session,) = site.sessions()
     attempts = [e["detail"] for e in session.events if e["type"] == "comprehension"]
     assert [a["passed"] for a in attempts] == [False, True]
+
+
+def test_prolific_completion_redirects_with_the_code(site, page):
+    page.route(
+        "https://app.prolific.com/**",
+        lambda route: route.fulfill(body="<h1>Prolific</h1>", content_type="text/html"),
+    )
+    page.goto(site.study_url("PROLIFIC_PID=p-done&STUDY_ID=s9&SESSION_ID=x9", PROLIFIC_SLUG))
+    participant = Participant(page)
+    participant.start()
+    code = participant.finish()  # the code is shown before the redirect
+    page.wait_for_url("https://app.prolific.com/**")
+    assert page.url == f"https://app.prolific.com/submissions/complete?cc={code}"
+    assert site.count(Response) == len(participant.seen)
+    (session,) = site.sessions()
+    assert session.platform == "prolific" and session.status == "completed"
