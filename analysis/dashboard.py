@@ -7,6 +7,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from analysis.load import load_study
+from server.errors import AppError
 from analysis.report import analyze, figures, to_html, to_json
 
 # Fewer resamples than a paper's final analysis: the page refreshes while a study runs.
@@ -20,8 +21,8 @@ def study_results(engine: Engine, study: Any) -> dict[str, Any]:
         return {"available": False, "reason": "no responses yet"}
     try:
         result = analyze(frame, title=study.title, n_resamples=DASHBOARD_RESAMPLES, glmm=False)
-    except ValueError as exc:
-        return {"available": False, "reason": str(exc)}
+    except (AppError, ValueError) as exc:
+        return {"available": False, "reason": getattr(exc, "message", str(exc))}
     from analysis.report import _figure_html
 
     figure = figures(result, frame)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
@@ -42,6 +44,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def _app_error(_request: Request, exc: AppError) -> JSONResponse:
         return JSONResponse(
             status_code=exc.status_code, content={"detail": exc.message, "code": exc.code}
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        """One readable sentence per bad field, in the same shape as every other error."""
+        problems = [
+            f"{'.'.join(str(part) for part in error['loc'] if part != 'body')}: {error['msg']}"
+            for error in exc.errors()
+        ]
+        return JSONResponse(
+            status_code=422,
+            content={
+                "detail": "; ".join(problems),
+                "code": "InvalidRequest",
+                "errors": jsonable_encoder(exc.errors()),
+            },
         )
 
     @app.exception_handler(admin.LoginRequired)
