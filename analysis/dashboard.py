@@ -7,8 +7,8 @@ from typing import Any
 from sqlalchemy import Engine
 
 from analysis.load import load_study
-from server.errors import AppError
 from analysis.report import analyze, figures, to_html, to_json
+from server.errors import AppError
 
 # Fewer resamples than a paper's final analysis: the page refreshes while a study runs.
 DASHBOARD_RESAMPLES = 1000
