@@ -13,6 +13,13 @@ export class ApiError extends Error {
 /** The request may succeed later (offline, server restarting, overloaded). */
 export class TransientError extends Error {}
 
+/** The server's reason: a string, or FastAPI's list of validation errors. */
+function describe(data) {
+  const detail = data && data.detail;
+  if (Array.isArray(detail)) return detail.map((e) => `${(e.loc || []).join(".")}: ${e.msg}`).join("; ");
+  return typeof detail === "string" ? detail : "";
+}
+
 export function createApi(base) {
   async function request(method, path, { token, body } = {}) {
     const headers = { Accept: "application/json" };
@@ -41,7 +48,7 @@ export function createApi(base) {
     if (response.status >= 500 || response.status === 429 || response.status === 408) {
       throw new TransientError(`HTTP ${response.status}`);
     }
-    throw new ApiError(response.status, data && data.detail, data && data.code);
+    throw new ApiError(response.status, describe(data), data && data.code);
   }
 
   return {
