@@ -27,6 +27,7 @@ from tests.e2e.live import serve
 STUDY_YAML = Path(__file__).with_name("study.yaml")
 SLUG = "e2e"
 PROLIFIC_SLUG = "e2e-prolific"  # the same study, completed on Prolific
+TIMEOUT_SLUG = "e2e-timeout"  # the same study with a 1 s limit per trial
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update"]
 
@@ -54,9 +55,17 @@ def study_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
         .replace(f"slug: {SLUG}", f"slug: {PROLIFIC_SLUG}")
         .replace("  platform: plain", "  platform: prolific\n  code: C0DE1234")
     )
+    timeout_yaml = root / "timeout.yaml"
+    timeout_yaml.write_text(
+        STUDY_YAML.read_text()
+        .replace(f"slug: {SLUG}", f"slug: {TIMEOUT_SLUG}")
+        .replace("completion:", "time_limits:\n  trial_timeout_ms: 1000\ncompletion:")
+    )
     with session_scope(make_session_factory(engine)) as db:
         setup_study_from_file(db, settings, STUDY_YAML)
-        setup_study_from_file(db, settings, prolific_yaml)  # activations are cached: quick
+        # Same generation config: the activations are cached, so these are quick.
+        setup_study_from_file(db, settings, prolific_yaml)
+        setup_study_from_file(db, settings, timeout_yaml)
     engine.dispose()
     return root
 

@@ -6,7 +6,7 @@ import pytest
 from playwright.sync_api import expect
 
 from server.db.models import ParticipantSession, Response
-from tests.e2e.conftest import PROLIFIC_SLUG
+from tests.e2e.conftest import PROLIFIC_SLUG, TIMEOUT_SLUG
 from tests.e2e.participant import Participant
 
 pytestmark = pytest.mark.e2e
@@ -146,3 +146,20 @@ def test_prolific_completion_redirects_with_the_code(site, page):
     assert site.count(Response) == len(participant.seen)
     (session,) = site.sessions()
     assert session.platform == "prolific" and session.status == "completed"
+
+
+def test_trial_timeout_shows_the_trial_again(site, page):
+    """With a time limit, an unanswered trial ends, is logged, and comes back (not lost)."""
+    page.goto(site.study_url(slug=TIMEOUT_SLUG))
+    participant = Participant(page)
+    participant.start()
+    participant.press("practice-start")
+    trial = page.get_by_test_id("trial")
+    first_index = trial.get_attribute("data-trial-index")
+    expect(page.get_by_test_id("timeout-continue")).to_be_visible()  # nobody answered
+    participant.press("timeout-continue")
+    expect(trial).to_have_attribute("data-trial-index", first_index)
+    participant.answer_trial("a", 2)
+    assert site.count(Response) == 1
+    (session,) = site.sessions()
+    assert [e["type"] for e in session.events].count("trial_timeout") == 1

@@ -155,6 +155,7 @@ class Run {
       const trial = next.data;
       setProgress(trial.index, trial.n_trials);
       await this.betweenTrials(trial, previous);
+      previous = trial.block;
       screens.fixation();
       const images = await this.loadImages(trial);
       await sleep(Math.max(0, iti - (performance.now() - fixationStart)));
@@ -203,7 +204,6 @@ class Run {
         }
       });
       setProgress(trial.index + 1, trial.n_trials);
-      previous = trial.block;
     }
   }
 
