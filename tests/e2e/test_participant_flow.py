@@ -163,3 +163,27 @@ def test_trial_timeout_shows_the_trial_again(site, page):
     assert site.count(Response) == 1
     (session,) = site.sessions()
     assert [e["type"] for e in session.events].count("trial_timeout") == 1
+
+
+def test_answer_queued_offline_is_sent_on_the_next_visit(site, page, context):
+    """Offline, answer, close the tab; the next visit sends the stored answer first."""
+    page.goto(site.study_url())
+    participant = Participant(page)
+    participant.start()
+    while participant.step() != "main-start":
+        pass
+    before = site.count(Response)
+    context.set_offline(True)
+    seen = participant.answer_trial("a", 3)
+    expect(page.get_by_test_id("connection-status")).to_be_visible()
+    page.close()
+    assert site.count(Response) == before
+
+    context.set_offline(False)
+    again = context.new_page()
+    again.goto(site.study_url())
+    expect(again.get_by_test_id("trial")).to_have_attribute("data-trial-index", str(seen.index + 1))
+    stored = site.responses()
+    assert len(stored) == before + 1
+    assert (stored[-1]["choice"], stored[-1]["confidence"]) == ("a", 3)
+    expect(again.get_by_test_id("consent-accept")).to_have_count(0)

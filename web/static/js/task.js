@@ -23,11 +23,12 @@ const interactions = startInteractionLog();
 const storageKey = sessionKey(config.slug, config.params);
 
 /** retryForever with the "reconnecting" note shown while `source` keeps failing. */
-function persistent(source, fn) {
-  return retryForever(fn, {
-    onRetry: () => connection.set(source, true),
-    onRecover: () => connection.set(source, false),
-  });
+async function persistent(source, fn) {
+  try {
+    return await retryForever(fn, { onRetry: () => connection.set(source, true) });
+  } finally {
+    connection.set(source, false);
+  }
 }
 
 function clientInfo(refreshHz) {
