@@ -202,6 +202,37 @@ def _matches(values: pd.Series, wanted: str, column: str) -> pd.Series:
     return text == wanted
 
 
+def read_response_file(
+    path: str | Path, where: Sequence[str] | Sequence[tuple[str, str]] = ()
+) -> pd.DataFrame:
+    """A CSV/Parquet file's rows with the file's own column names, filtered by `where`
+    (`"is_practice=False"` keeps rows whose column equals the value)."""
+    path = Path(path)
+    raw = _read_table(path)
+    pairs = [parse_where([w])[0] if isinstance(w, str) else w for w in where]
+    for column, value in pairs:
+        require_columns(raw, [column], f"{path.name} (--where)")
+        raw = raw[_matches(raw[column], value, column)]
+    if raw.empty:
+        filters = " and ".join(f"{c}={v}" for c, v in pairs)
+        reason = f" after keeping only rows with {filters}" if filters else ""
+        raise AppError(f"{path.name}: no responses left{reason}")
+    return raw.reset_index(drop=True)
+
+
+def tidy_from_file(raw: pd.DataFrame, columns: Mapping[str, str], name: str) -> pd.DataFrame:
+    """A file's rows as the tidy frame; `columns` maps standard names to the file's names."""
+    mapping = dict(columns)
+    require_columns(raw, list(mapping.values()), name)
+    # A mapped column replaces any file column already called by the standard name.
+    shadowed = [k for k, v in mapping.items() if k != v and k in raw.columns]
+    renamed = raw.drop(columns=shadowed).rename(columns={v: k for k, v in mapping.items()})
+    try:
+        return standardise(renamed)
+    except AppError as exc:
+        raise AppError(f"{name}: {exc.message}") from None
+
+
 def load_responses(
     path: str | Path,
     columns: Mapping[str, str] | None = None,
@@ -213,22 +244,5 @@ def load_responses(
     standard names the file already uses need no entry. `where` keeps rows whose column
     equals a value (`"is_practice=False"`), applied before mapping, on the file's names.
     """
-    path = Path(path)
-    raw = _read_table(path)
-    pairs = [parse_where([w])[0] if isinstance(w, str) else w for w in where]
-    for column, value in pairs:
-        require_columns(raw, [column], f"{path.name} (--where)")
-        raw = raw[_matches(raw[column], value, column)]
-    if raw.empty:
-        filters = " and ".join(f"{c}={v}" for c, v in pairs)
-        reason = f" after keeping only rows with {filters}" if filters else ""
-        raise AppError(f"{path.name}: no responses left{reason}")
-    mapping = dict(columns or {})
-    require_columns(raw, list(mapping.values()), path.name)
-    # A mapped column replaces any file column already called by the standard name.
-    shadowed = [k for k, v in mapping.items() if k != v and k in raw.columns]
-    renamed = raw.drop(columns=shadowed).rename(columns={v: k for k, v in mapping.items()})
-    try:
-        return standardise(renamed)
-    except AppError as exc:
-        raise AppError(f"{path.name}: {exc.message}") from None
+    raw = read_response_file(path, where)
+    return tidy_from_file(raw, columns or {}, Path(path).name)

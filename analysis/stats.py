@@ -99,15 +99,26 @@ def compare_levels(
     ]
 
 
-def binomial_glmm(frame: pd.DataFrame, factor: str = "condition") -> dict:
+def binomial_glmm(frame: pd.DataFrame, factor: str = "condition", max_size: int = 400_000) -> dict:
     """correct ~ factor with random intercepts for participant and unit (statsmodels,
-    variational Bayes). Returns the fixed effects (log-odds), or why it could not run."""
+    variational Bayes). Returns the fixed effects (log-odds), or why it could not run.
+
+    Its optimiser scales with rows x random effects; above `max_size` (a study of about
+    a hundred participants) it reports that instead of running for many minutes.
+    """
     from statsmodels.genmod.bayes_mixed_glm import BinomialBayesMixedGLM
 
     if frame[factor].nunique() < 2:
         return {"fitted": False, "reason": f"needs at least two levels of {factor}"}
     if frame["participant"].nunique() < 3:
         return {"fitted": False, "reason": "needs at least three participants"}
+    size = len(frame) * (frame["participant"].nunique() + frame["unit"].nunique())
+    if size > max_size:
+        return {
+            "fitted": False,
+            "reason": f"too large for the variational GLMM ({len(frame)} rows x "
+            f"{size // len(frame)} random effects > {max_size}); subsample, or fit it in lme4",
+        }
     data = frame[["correct", factor, "participant", "unit"]].copy()
     data["correct"] = data["correct"].astype(float)
     random = {"participant": "0 + C(participant)"}
