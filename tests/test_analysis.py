@@ -357,3 +357,19 @@ def test_cli_analyze_file_json_table_html(tmp_path):
     assert html.exit_code == 0 and html.output.strip() == str(report)
     text = report.read_text()
     assert text.count("data:image/png;base64,") >= 3 and "<script" not in text
+
+
+def test_quickstart_notebook_runs(tmp_path):
+    """The example notebook executes top to bottom and ends with a figure."""
+    from pathlib import Path
+
+    import nbformat
+    from nbclient import NotebookClient
+
+    path = Path(__file__).parents[1] / "analysis" / "examples" / "quickstart.ipynb"
+    notebook = nbformat.read(path, as_version=4)
+    NotebookClient(notebook, timeout=300, resources={"metadata": {"path": str(tmp_path)}}).execute()
+    outputs = [o for c in notebook.cells if c.cell_type == "code" for o in c.outputs]
+    assert not [o for o in outputs if o.output_type == "error"]
+    assert "image/png" in outputs[-1]["data"]
+    assert "natural" in outputs[2]["data"]["text/plain"]
