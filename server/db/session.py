@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event, text
@@ -47,6 +48,25 @@ def make_engine(url: str) -> Engine:
 
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+
+
+_SQLITE_WRITE_LOCKS: dict[str, threading.Lock] = {}
+_LOCKS_GUARD = threading.Lock()
+
+
+def write_lock(engine: Engine) -> AbstractContextManager:
+    """Serialise this process's write transactions on SQLite; no-op on PostgreSQL.
+
+    SQLite has one writer at a time. Left to its busy handler, concurrent writers sleep
+    in growing steps (and a deferred transaction that must upgrade can fail outright), so
+    throughput collapses under load. Queueing writers on a lock instead keeps each
+    transaction short and the latency flat. Other processes still meet busy_timeout.
+    """
+    if engine.dialect.name != "sqlite":
+        return nullcontext()
+    key = str(engine.url)
+    with _LOCKS_GUARD:
+        return _SQLITE_WRITE_LOCKS.setdefault(key, threading.Lock())
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -298,22 +298,68 @@ class SessionAuth:
     config_hash: str
 
 
+# Hot-path statements are built once: constructing a statement costs more than running it.
+_AUTH = (
+    select(
+        ParticipantSession.id,
+        ParticipantSession.status,
+        ParticipantSession.seed,
+        ParticipantSession.worker_hash,
+        Study.id,
+        Study.status,
+        Study.config_hash,
+    )
+    .join(Study, Study.id == ParticipantSession.study_id)
+    .where(ParticipantSession.token_hash == bindparam("token_hash"))
+)
+_OPEN_ASSIGNMENT = (
+    select(Assignment.id, Assignment.max_is_a, Assignment.attempt, Trial.kind)
+    .join(Trial, Trial.id == Assignment.trial_id)
+    .outerjoin(Response, Response.assignment_id == Assignment.id)
+    .where(
+        Assignment.session_id == bindparam("session_id"),
+        Assignment.trial_id == bindparam("trial_id"),
+        Response.id.is_(None),
+    )
+    .order_by(Assignment.position)
+    .limit(1)
+)
+_ANY_ASSIGNMENT = (
+    select(Assignment.id)
+    .where(
+        Assignment.session_id == bindparam("session_id"),
+        Assignment.trial_id == bindparam("trial_id"),
+    )
+    .limit(1)
+)
+_LAST_RECORD_HASH = (
+    select(Response.record_hash)
+    .where(Response.session_id == bindparam("session_id"))
+    .order_by(Response.id.desc())
+    .limit(1)
+)
+_BY_IDEMPOTENCY_KEY = (
+    select(Response.id, Response.session_id, Response.trial_id, Response.correct, Trial.kind)
+    .join(Trial, Trial.id == Response.trial_id)
+    .where(Response.idempotency_key == bindparam("key"))
+)
+_INSERT_RESPONSE = insert(Response).returning(Response.id)
+_RUNNING_SCORE = (
+    select(func.count(Response.id))
+    .join(Trial, Trial.id == Response.trial_id)
+    .where(
+        Response.session_id == bindparam("session_id"),
+        Response.id <= bindparam("response_id"),
+        Response.correct.is_(True),
+        Trial.kind != "practice",
+    )
+)
+
+
 def authenticate(db: Session, session_id: str, token: str | None) -> SessionAuth:
     if not token:
         raise Unauthorized("missing session token: send Authorization: Bearer <token>")
-    row = db.execute(
-        select(
-            ParticipantSession.id,
-            ParticipantSession.status,
-            ParticipantSession.seed,
-            ParticipantSession.worker_hash,
-            Study.id,
-            Study.status,
-            Study.config_hash,
-        )
-        .join(Study, Study.id == ParticipantSession.study_id)
-        .where(ParticipantSession.token_hash == token_digest(token))
-    ).first()
+    row = db.connection().execute(_AUTH, {"token_hash": token_digest(token)}).first()
     if row is None or row[0] != session_id:
         raise Unauthorized("invalid session token for this session: start the study again")
     return SessionAuth(*row)
@@ -410,25 +456,11 @@ def record_response(db: Session, auth: SessionAuth, r: ResponseIn) -> tuple[dict
     if existing is not None:
         return existing, False
     _check_open(auth)
-    row = db.execute(
-        select(Assignment.id, Assignment.max_is_a, Assignment.attempt, Trial.kind)
-        .join(Trial, Trial.id == Assignment.trial_id)
-        .outerjoin(Response, Response.assignment_id == Assignment.id)
-        .where(
-            Assignment.session_id == auth.session_id,
-            Assignment.trial_id == r.trial_id,
-            Response.id.is_(None),
-        )
-        .order_by(Assignment.position)
-        .limit(1)
-    ).first()
+    conn = db.connection()
+    ids = {"session_id": auth.session_id, "trial_id": r.trial_id}
+    row = conn.execute(_OPEN_ASSIGNMENT, ids).first()
     if row is None:
-        assigned = db.scalar(
-            select(Assignment.id)
-            .where(Assignment.session_id == auth.session_id, Assignment.trial_id == r.trial_id)
-            .limit(1)
-        )
-        if assigned is None:
+        if conn.execute(_ANY_ASSIGNMENT, ids).first() is None:
             raise NotFound("this trial is not assigned to this session")
         existing = _existing_response(db, auth, r)  # the same key committed meanwhile
         if existing is not None:
@@ -436,15 +468,7 @@ def record_response(db: Session, auth: SessionAuth, r: ResponseIn) -> tuple[dict
         raise Conflict("this trial was already answered (with another idempotency key)")
     assignment_id, max_is_a, attempt, kind = row
     correct = (r.choice == "a") == max_is_a
-    prev = (
-        db.scalar(
-            select(Response.record_hash)
-            .where(Response.session_id == auth.session_id)
-            .order_by(Response.id.desc())
-            .limit(1)
-        )
-        or GENESIS
-    )
+    prev = conn.execute(_LAST_RECORD_HASH, {"session_id": auth.session_id}).scalar() or GENESIS
     record = {
         "session_id": auth.session_id,
         "trial_id": r.trial_id,
@@ -458,23 +482,9 @@ def record_response(db: Session, auth: SessionAuth, r: ResponseIn) -> tuple[dict
         "data": r.data,
     }
     try:
-        response_id = db.execute(
-            insert(Response)
-            .values(
-                session_id=auth.session_id,
-                assignment_id=assignment_id,
-                trial_id=r.trial_id,
-                idempotency_key=r.idempotency_key,
-                choice=r.choice,
-                confidence=r.confidence,
-                rt_ms=r.rt_ms,
-                correct=correct,
-                client_sent_at=r.client_sent_at,
-                client_data=r.data,
-                record_hash=chain_hash(prev, record),
-            )
-            .returning(Response.id)
-        ).scalar_one()
+        values = {k: v for k, v in record.items() if k != "data"}
+        values |= {"client_data": r.data, "record_hash": chain_hash(prev, record)}
+        response_id = conn.execute(_INSERT_RESPONSE, values).scalar_one()
     except IntegrityError:
         # A concurrent request with this key (or for this assignment) won the race.
         db.rollback()
@@ -488,11 +498,7 @@ def record_response(db: Session, auth: SessionAuth, r: ResponseIn) -> tuple[dict
 
 
 def _existing_response(db: Session, auth: SessionAuth, r: ResponseIn) -> dict[str, Any] | None:
-    row = db.execute(
-        select(Response.id, Response.session_id, Response.trial_id, Response.correct, Trial.kind)
-        .join(Trial, Trial.id == Response.trial_id)
-        .where(Response.idempotency_key == r.idempotency_key)
-    ).first()
+    row = db.connection().execute(_BY_IDEMPOTENCY_KEY, {"key": r.idempotency_key}).first()
     if row is None:
         return None
     response_id, session_id, trial_id, correct, kind = row
@@ -508,15 +514,10 @@ def _body(db: Session, auth: SessionAuth, kind: str, correct: bool, response_id:
     if shows:
         body["feedback"] = {"correct": bool(correct)}
     if kind != "practice" and config.layout.show_running_score:
-        body["n_correct"] = db.scalar(
-            select(func.count(Response.id))
-            .join(Trial, Trial.id == Response.trial_id)
-            .where(
-                Response.session_id == auth.session_id,
-                Response.id <= response_id,
-                Response.correct.is_(True),
-                Trial.kind != "practice",
-            )
+        body["n_correct"] = (
+            db.connection()
+            .execute(_RUNNING_SCORE, {"session_id": auth.session_id, "response_id": response_id})
+            .scalar()
         )
     return body
 
