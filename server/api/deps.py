@@ -12,7 +12,6 @@ from sqlalchemy.orm import Session
 from server.config import Settings
 from server.db.session import write_lock
 
-
 READ_ONLY_METHODS = {"GET", "HEAD", "OPTIONS"}
 
 
