@@ -45,7 +45,7 @@ export function renderMarkdown(source) {
       if (lines.every((l) => /^\s*\d+[.)]\s+/.test(l))) {
         return `<ol>${lines.map((l) => `<li>${inline(l.replace(/^\s*\d+[.)]\s+/, ""))}</li>`).join("")}</ol>`;
       }
-      return `<p>${lines.map(inline).join("<br>")}</p>`;
+      return `<p>${lines.map(inline).join(" ")}</p>`; // soft line breaks, as in CommonMark
     })
     .join("\n");
 }
