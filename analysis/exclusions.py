@@ -26,6 +26,8 @@ class ExclusionRules:
     min_choices_per_side: int | None = 5
     min_rt_ms: float | None = None
     use_manual: bool = True
+    # Sessions not (yet) completed: kept by default so a running study can be watched.
+    require_completed: bool = False
 
 
 @dataclass
@@ -76,6 +78,12 @@ def _participant_rules(frame: pd.DataFrame, rules: ExclusionRules) -> dict[str, 
     if rules.use_manual:
         manual = frame.loc[frame["excluded"], "participant"].unique()
         out["manual"] = (True, set(manual), True)
+    if rules.require_completed:
+        status = frame.get("session_status")
+        caught = (
+            set(frame.loc[status != "completed", "participant"]) if status is not None else set()
+        )
+        out["incomplete"] = (True, caught, status is not None)
     if rules.min_catch_accuracy is not None:
         accuracy = _catch_accuracy(frame)
         caught = accuracy[accuracy < rules.min_catch_accuracy].index
@@ -153,7 +161,7 @@ def rules_from_options(options: Iterable[str], no_exclusions: bool = False) -> E
     """`--rule NAME=VALUE` strings (VALUE `off` switches a rule off) into ExclusionRules."""
     names = {f.name: f.type for f in fields(ExclusionRules)}
     if no_exclusions:
-        values = {name: None for name in names if name != "use_manual"} | {"use_manual": False}
+        values = {name: None for name in names} | {"use_manual": False, "require_completed": False}
         return ExclusionRules(**values)
     values: dict = {}
     for option in options:
@@ -162,7 +170,7 @@ def rules_from_options(options: Iterable[str], no_exclusions: bool = False) -> E
         if name not in names or not text:
             raise AppError(f"--rule {option!r}: use NAME=VALUE with NAME one of {', '.join(names)}")
         text = text.strip().lower()
-        if name == "use_manual":
+        if name in {"use_manual", "require_completed"}:
             values[name] = text in {"1", "true", "yes", "on"}
         elif text in {"off", "none"}:
             values[name] = None

@@ -50,6 +50,7 @@ PARQUET_SCHEMA = pa.schema(
             "client_sent_at": pa.string(),
             "excluded": pa.bool_(),
             "exclusion_reason": pa.string(),
+            "session_status": pa.string(),
             "session_started_at": _TIMESTAMP,
             "session_completed_at": _TIMESTAMP,
         }.items()

@@ -46,6 +46,7 @@ EXPORT_COLUMNS = (
     "client_sent_at",
     "excluded",
     "exclusion_reason",
+    "session_status",
     "session_started_at",
     "session_completed_at",
 )
@@ -98,6 +99,7 @@ def _rows_statement(study_id: int):
             r.client_sent_at,
             s.excluded,
             s.exclusion_reason,
+            s.status.label("session_status"),
             s.started_at.label("session_started_at"),
             s.completed_at.label("session_completed_at"),
         )

@@ -61,7 +61,7 @@ def make_study(url: str, answers: dict[str, list[tuple[str, str, bool]]]) -> Non
                 id=name,
                 study_id=study.id,
                 token_hash=f"{s:064x}",
-                status="completed",
+                status="active" if name.startswith("active") else "completed",
                 excluded=name.startswith("excluded"),
                 started_at=START,
                 completed_at=START + timedelta(seconds=600),
@@ -205,3 +205,15 @@ def test_cli_analyze_study_json(database_url):
     assert data["by_condition"]["natural"]["n_participants"] == 2
     assert data["excluded"]["participants_excluded"] == 1
     assert data["excluded"]["rules"]["catch_accuracy"]["applied"] is True
+
+
+def test_require_completed_rule(database_url):
+    make_study(database_url, {"alice": ANSWERS["alice"], "active-dave": ANSWERS["bob"]})
+    frame = analysis.load_study(database_url, "imi")
+    assert set(frame["session_status"]) == {"completed", "active"}
+    rules = analysis.exclusions.rules_from_options(
+        ["require_completed=true", "min_choices_per_side=off"]
+    )
+    kept, report = analysis.apply_exclusions(frame, rules)
+    assert report.participants == {"active-dave": ["incomplete"]}
+    assert set(kept["participant"]) == {"alice"}
