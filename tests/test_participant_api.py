@@ -64,6 +64,7 @@ def test_public_study_info(api):
     assert info["status"] == "live" and info["paradigm"] == "imi"
     assert info["n_trials"] == 5 + 12 + 2
     assert info["practice"] == {"n_trials": 5, "feedback": True, "max_attempts": 3}
+    assert info["feedback_main"] is True  # IMI shows feedback in the main block too
     assert info["layout"]["feedback_ms"] == {"frame": 350, "continue": 1150}
     assert info["layout"]["reference_columns_titles"]["max"] == "Right Examples"
     assert info["min_window"] == {"width": 940, "height": 600}

@@ -116,6 +116,7 @@ def public_study_info(db: Session, slug: str) -> dict[str, Any]:
             "feedback": practice.feedback,
             "max_attempts": practice.max_attempts,
         },
+        "feedback_main": c.trials.feedback_main,
         "layout": c.layout.model_dump(mode="json", by_alias=True),
         "break_every": c.trials.break_every,
         "trial_timeout_ms": c.time_limits.trial_timeout_ms,
