@@ -12,7 +12,8 @@ the (many) resamples:
   draw, over the distinct participant proportions of the group;
 - groups where each participant answered each of its units equally often (the usual
   design: once) use additivity: W drawn copies of a participant with M units sum to one
-  multinomial over "k correct" with W*M draws, so one draw per participant, not per copy;
+  multinomial over "k correct" with W*M draws, so one draw per distinct participant
+  profile (same r, same counts), not per copy;
 - other groups draw participant slots, then for each slot a multinomial over the
   participant's distinct (k correct, n responses) unit cells.
 """
@@ -122,22 +123,29 @@ def _equal_n_resamples(
     # by_k[p, t]: how many of participant p's units had t correct answers.
     by_k = np.zeros((int(pg.max()) + 1, int(cells["k"].max()) + 1))
     by_k[pg, per_k.index.get_level_values("k").to_numpy()] = per_k.to_numpy(float)
-    participant = cells.groupby("pg").agg(g=("g", "first"), units=("k", "size"), r=("n", "first"))
-    n_units, r = participant["units"].to_numpy(), participant["r"].to_numpy(float)
-    probs = by_k / n_units[:, None]
-    values = np.arange(by_k.shape[1], dtype=float)
+    participant = cells.groupby("pg").agg(g=("g", "first"), r=("n", "first"))
+    # Participants of a group with the same r and the same counts are interchangeable:
+    # draw level 2 once per distinct profile (copies summed), not once per participant.
+    rows = np.column_stack([participant["g"].to_numpy(), participant["r"].to_numpy(), by_k])
+    profiles, profile_of = np.unique(rows, axis=0, return_inverse=True)
+    profile_of = profile_of.ravel()
+    profile_group, r, counts = profiles[:, 0].astype(np.int64), profiles[:, 1], profiles[:, 2:]
+    n_units = counts.sum(axis=1)
+    probs = counts / n_units[:, None]
+    values = np.arange(counts.shape[1], dtype=float)
     n_groups, size, start = _group_layout(participant["g"].to_numpy())
-    n_participants = len(n_units)
+    profile_start = np.searchsorted(profile_group, np.arange(n_groups))
+    n_profiles = len(profiles)
     out = np.empty((n_groups, n_resamples))
-    chunk = max(1, _CHUNK_ELEMENTS // max(1, size.sum() * by_k.shape[1]))
+    chunk = max(1, _CHUNK_ELEMENTS // max(1, size.sum(), n_profiles * counts.shape[1]))
     for first in range(0, n_resamples, chunk):
         b = min(chunk, n_resamples - first)
-        drawn = _participant_draws(rng, size, start, b)
-        flat = drawn + (np.arange(b) * n_participants)[:, None]
-        copies = np.bincount(flat.ravel(), minlength=b * n_participants).reshape(b, -1)
+        drawn = profile_of[_participant_draws(rng, size, start, b)]
+        flat = drawn + (np.arange(b) * n_profiles)[:, None]
+        copies = np.bincount(flat.ravel(), minlength=b * n_profiles).reshape(b, -1)
         k_counts = _multinomial(rng, copies * n_units, np.broadcast_to(probs, (b, *probs.shape)))
         prop_sum = (k_counts @ values) / (n_units * r)
-        out[:, first : first + b] = (np.add.reduceat(prop_sum, start, axis=1) / size).T
+        out[:, first : first + b] = (np.add.reduceat(prop_sum, profile_start, axis=1) / size).T
     return out
 
 
