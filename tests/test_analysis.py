@@ -373,3 +373,24 @@ def test_quickstart_notebook_runs(tmp_path):
     assert not [o for o in outputs if o.output_type == "error"]
     assert "image/png" in outputs[-1]["data"]
     assert "natural" in outputs[2]["data"]["text/plain"]
+
+
+def test_figures_save_as_png_and_svg(tmp_path):
+    from analysis import plots
+
+    frame = synthetic_responses(20, 2, 40, 800, seed=6)
+    tables = analysis.scores(frame, n_resamples=100)
+    figures = [
+        plots.plot_by_condition(tables["by_condition"]),
+        plots.plot_by_model(tables["by_model"]),
+        plots.plot_by_layer(tables["by_layer"], plots.layer_depths(frame)),
+        plots.plot_unit_scatter(tables["by_unit"]),
+    ]
+    png = plots.save_figure(figures[3], tmp_path / "units.png")
+    svg = plots.save_figure(figures[2], tmp_path / "layers.svg")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "<svg" in svg.read_text()[:500]
+    with pytest.raises(AppError, match="use .png or .svg"):
+        plots.save_figure(figures[0], tmp_path / "x.pdf")
+    with pytest.raises(AppError, match="no per-unit scores for condition 'mixed'"):
+        plots.plot_unit_scatter(tables["by_unit"], x="mixed")
