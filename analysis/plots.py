@@ -6,6 +6,7 @@ writes PNG or SVG by the file's suffix.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -57,15 +58,21 @@ def plot_by_model(table: pd.DataFrame, chance: float = 0.5) -> Figure:
     return figure
 
 
+def _natural_key(name: str) -> list:
+    """`blocks.10` after `blocks.2`: layer names sort by their numbers, as depth does."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
+
+
 def layer_depths(frame: pd.DataFrame) -> pd.Series:
-    """Relative depth (0..1) per (model, layer): stored depths, else order of appearance."""
+    """Relative depth (0..1) per (model, layer): stored depths, else natural name order."""
     if "layer_depth" in frame.columns and frame["layer_depth"].notna().any():
         return frame.groupby(["model", "layer"])["layer_depth"].mean()
-    order = frame[["model", "layer"]].drop_duplicates()
-    rank = order.groupby("model").cumcount()
-    size = order.groupby("model")["layer"].transform("size")
-    depth = (rank / (size - 1).where(size > 1, 1)).to_numpy()
-    return pd.Series(depth, index=pd.MultiIndex.from_frame(order))
+    depths = {}
+    for model, layers in frame.groupby("model")["layer"].unique().items():
+        ordered = sorted(layers, key=_natural_key)
+        for i, layer in enumerate(ordered):
+            depths[model, layer] = i / max(1, len(ordered) - 1)
+    return pd.Series(depths)
 
 
 def plot_by_layer(table: pd.DataFrame, depths: pd.Series, chance: float = 0.5) -> Figure:
@@ -90,7 +97,7 @@ def plot_by_layer(table: pd.DataFrame, depths: pd.Series, chance: float = 0.5) -
         _chance_line(ax, chance)
         ax.set_xlabel("relative layer depth")
         ax.set_title(condition)
-    axes[-1].legend(fontsize="small")
+    figure.legend(*axes[0].get_legend_handles_labels(), loc="outside right", fontsize="small")
     return figure
 
 
