@@ -485,6 +485,9 @@ def analyze(
             "confidence=COL,rt=COL,trial_kind=COL]"
         ),
     ] = "",
+    unit: Annotated[
+        str | None, typer.Option(help="Unit column (as unit=COL in --columns).")
+    ] = None,
     where: Annotated[
         list[str] | None, typer.Option(help="Keep only rows with COL=VALUE (repeatable).")
     ] = None,
@@ -513,7 +516,8 @@ def analyze(
     if (study is None) == (responses is None):
         raise AppError("give either a study slug or --responses FILE (not both)")
     if responses is not None:
-        frame = load_responses(responses, parse_column_mapping(columns), where or [])
+        mapping = parse_column_mapping(columns) | ({"unit": unit} if unit else {})
+        frame = load_responses(responses, mapping, where or [])
         title = responses.stem
     else:
         factory = open_database(settings_from(database_url), migrate=False)

@@ -329,6 +329,8 @@ def test_cli_analyze_file_json_table_html(tmp_path):
     frame["hit"] = frame["hit"].map({True: "true", False: "false"})
     path = tmp_path / "responses.csv"
     frame.to_csv(path)
+    frame = frame.rename(columns={"unit": "feature"})
+    frame.to_csv(path)
     args = [
         "analyze",
         "--responses",
@@ -337,6 +339,8 @@ def test_cli_analyze_file_json_table_html(tmp_path):
         "200",
         "--columns",
         "participant=subject,condition=condition,correct=hit,rt=rt",
+        "--unit",
+        "feature",
     ]
     result = runner.invoke(app, [*args, "--format", "json"])
     assert result.exit_code == 0, result.output
@@ -394,3 +398,12 @@ def test_figures_save_as_png_and_svg(tmp_path):
         plots.save_figure(figures[0], tmp_path / "x.pdf")
     with pytest.raises(AppError, match="no per-unit scores for condition 'mixed'"):
         plots.plot_unit_scatter(tables["by_unit"], x="mixed")
+
+
+def test_analysis_imports_without_fastapi():
+    """Notebooks import analysis without the web stack."""
+    import subprocess
+    import sys
+
+    code = "import sys, analysis; sys.exit('fastapi' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
