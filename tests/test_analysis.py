@@ -407,3 +407,13 @@ def test_analysis_imports_without_fastapi():
 
     code = "import sys, analysis; sys.exit('fastapi' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+def test_parquet_input_with_real_booleans(tmp_path):
+    frame = synthetic_responses(10, 2, 20, 200, seed=8)
+    frame.to_parquet(tmp_path / "r.parquet")
+    loaded = analysis.load_responses(tmp_path / "r.parquet", where=["condition=natural"])
+    assert len(loaded) == (frame["condition"] == "natural").sum()
+    assert (
+        loaded["correct"].tolist() == frame.loc[frame["condition"] == "natural", "correct"].tolist()
+    )
