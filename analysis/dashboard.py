@@ -6,8 +6,9 @@ from typing import Any
 
 from sqlalchemy import Engine
 
+from analysis.exclusions import rules_from_study_config
 from analysis.load import load_study
-from analysis.report import analyze, figures, to_html, to_json
+from analysis.report import analyze, figure_html, figures, to_html, to_json
 from server.errors import AppError
 
 # Fewer resamples than a paper's final analysis: the page refreshes while a study runs.
@@ -19,18 +20,19 @@ def study_results(engine: Engine, study: Any) -> dict[str, Any]:
     frame = load_study(engine, study.slug)
     if frame.empty:
         return {"available": False, "reason": "no responses yet"}
+    rules = rules_from_study_config(study.config.get("exclusion"))
     try:
-        result = analyze(frame, title=study.title, n_resamples=DASHBOARD_RESAMPLES, glmm=False)
+        result = analyze(
+            frame, title=study.title, rules=rules, n_resamples=DASHBOARD_RESAMPLES, glmm=False
+        )
     except (AppError, ValueError) as exc:
         return {"available": False, "reason": getattr(exc, "message", str(exc))}
-    from analysis.report import _figure_html
-
     figure = figures(result, frame)
     first = next(iter(figure.values()), None)
     return {
         "available": True,
         "summary": to_json(result),
-        "figure_html": _figure_html(first) if first is not None else "",
+        "figure_html": figure_html(first) if first is not None else "",
     }
 
 
@@ -38,5 +40,7 @@ def study_report_html(engine: Engine, study: Any) -> str:
     frame = load_study(engine, study.slug)
     if frame.empty:
         return f"<!doctype html><p>{study.title}: no responses yet.</p>"
-    result = analyze(frame, title=study.title)
+    result = analyze(
+        frame, title=study.title, rules=rules_from_study_config(study.config.get("exclusion"))
+    )
     return to_html(result, frame)

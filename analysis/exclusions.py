@@ -7,7 +7,7 @@ responses. Each rule reports how many it caught, so a report always says why N s
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 
 import pandas as pd
 
@@ -157,8 +157,33 @@ def apply_exclusions(
     return kept.reset_index(drop=True), report
 
 
-def rules_from_options(options: Iterable[str], no_exclusions: bool = False) -> ExclusionRules:
-    """`--rule NAME=VALUE` strings (VALUE `off` switches a rule off) into ExclusionRules."""
+def rules_from_study_config(exclusion: dict | None) -> ExclusionRules:
+    """A study YAML's `exclusion:` section as rules (the defaults where a key is absent).
+
+    0 means "no limit" in the YAML for the count/RT rules. `min_instruction_s` is checked
+    by the participant pages' events, not from response rows, so it is not mapped here.
+    """
+    exclusion = exclusion or {}
+    defaults = ExclusionRules()
+    values: dict = {}
+    if "min_catch_accuracy" in exclusion:
+        values["min_catch_accuracy"] = exclusion["min_catch_accuracy"]
+    if "total_time_s" in exclusion:
+        span = exclusion["total_time_s"]
+        values["min_duration_s"], values["max_duration_s"] = span if span else (None, None)
+    if "max_practice_attempts" in exclusion:
+        values["max_practice_attempts"] = exclusion["max_practice_attempts"]
+    if "min_choices_per_row" in exclusion:
+        values["min_choices_per_side"] = exclusion["min_choices_per_row"] or None
+    if "min_rt_ms" in exclusion:
+        values["min_rt_ms"] = exclusion["min_rt_ms"] or None
+    return replace(defaults, **values)
+
+
+def rules_from_options(
+    options: Iterable[str], no_exclusions: bool = False, base: ExclusionRules | None = None
+) -> ExclusionRules:
+    """`--rule NAME=VALUE` strings (VALUE `off` switches a rule off) over `base` rules."""
     names = {f.name: f.type for f in fields(ExclusionRules)}
     if no_exclusions:
         values = {name: None for name in names} | {"use_manual": False, "require_completed": False}
@@ -179,4 +204,4 @@ def rules_from_options(options: Iterable[str], no_exclusions: bool = False) -> E
                 values[name] = float(text)
             except ValueError:
                 raise AppError(f"--rule {option!r}: {text!r} is not a number or 'off'") from None
-    return ExclusionRules(**values)
+    return replace(base or ExclusionRules(), **values)

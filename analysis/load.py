@@ -72,6 +72,14 @@ def _study_id(engine: Engine, slug: str) -> int:
     return study_id
 
 
+def study_config(database: str | Settings | Engine, slug: str) -> dict[str, Any]:
+    """The study's stored (validated) configuration, e.g. its `exclusion` section."""
+    engine = engine_for(database)
+    study_id = _study_id(engine, slug)
+    with engine.connect() as connection:
+        return connection.execute(select(m.Study.config).where(m.Study.id == study_id)).scalar()
+
+
 def _rows_statement(study_id: int):
     r, a, s, t = m.Response, m.Assignment, m.ParticipantSession, m.Trial
     return (

@@ -129,7 +129,7 @@ def figures(result: Analysis, frame: pd.DataFrame | None = None) -> dict:
     return out
 
 
-def _figure_html(figure) -> str:
+def figure_html(figure) -> str:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=110)
     data = base64.b64encode(buffer.getvalue()).decode("ascii")
@@ -148,7 +148,7 @@ def to_html(result: Analysis, frame: pd.DataFrame | None = None) -> str:
     rules = pd.DataFrame([{"rule": name, **rule} for name, rule in report.rules.items()])
     body.append(rules.to_html(index=False, na_rep=""))
     for title, figure in figures(result, frame).items():
-        body += [f"<h2>{esc(title)}</h2>", _figure_html(figure)]
+        body += [f"<h2>{esc(title)}</h2>", figure_html(figure)]
     for name, table in result.tables.items():
         body += [f"<h2>{esc(name)}</h2>", table.to_html(index=False, float_format="%.3f")]
     body += ["<h2>Chance-level tests</h2>", result.chance.to_html(index=False)]

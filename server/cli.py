@@ -510,8 +510,8 @@ def analyze(
     """Scores with CIs for a study (database) or a response file; JSON, tables or HTML."""
     from analysis.columns import parse_column_mapping
     from analysis.command import render_analysis
-    from analysis.exclusions import rules_from_options
-    from analysis.load import load_responses, load_study
+    from analysis.exclusions import ExclusionRules, rules_from_options, rules_from_study_config
+    from analysis.load import load_responses, load_study, study_config
 
     if (study is None) == (responses is None):
         raise AppError("give either a study slug or --responses FILE (not both)")
@@ -519,16 +519,19 @@ def analyze(
         mapping = parse_column_mapping(columns) | ({"unit": unit} if unit else {})
         frame = load_responses(responses, mapping, where or [])
         title = responses.stem
+        base_rules = ExclusionRules()
     else:
-        factory = open_database(settings_from(database_url), migrate=False)
-        frame = load_study(factory.kw["bind"], study)
+        engine = open_database(settings_from(database_url), migrate=False).kw["bind"]
+        frame = load_study(engine, study)
         title = study
+        # The study's own `exclusion:` section, unless --rule overrides a rule.
+        base_rules = rules_from_study_config(study_config(engine, study).get("exclusion"))
     text = render_analysis(
         frame,
         title,
         output_format,
         output,
-        rules_from_options(rule or [], no_exclusions),
+        rules_from_options(rule or [], no_exclusions, base_rules),
         exclude or [],
         bootstrap,
         seed,

@@ -13,7 +13,12 @@ from typer.testing import CliRunner
 import analysis
 from analysis.bootstrap import hierarchical_bootstrap
 from analysis.columns import parse_bool, standardise
-from analysis.exclusions import ExclusionRules, apply_exclusions, rules_from_options
+from analysis.exclusions import (
+    ExclusionRules,
+    apply_exclusions,
+    rules_from_options,
+    rules_from_study_config,
+)
 from analysis.synthetic import synthetic_responses
 from server.cli import app
 from server.errors import AppError
@@ -290,6 +295,20 @@ def test_rules_from_options():
     assert rules_from_options([], no_exclusions=True).min_catch_accuracy is None
     with pytest.raises(AppError, match="NAME one of"):
         rules_from_options(["catch=1"])
+
+
+def test_rules_from_a_study_exclusion_section():
+    rules = rules_from_study_config(
+        {"min_catch_accuracy": 0.6, "total_time_s": [90, 900], "min_choices_per_row": 0,
+         "max_practice_attempts": 5, "min_rt_ms": 250}
+    )  # fmt: skip
+    assert (rules.min_catch_accuracy, rules.min_duration_s, rules.max_duration_s) == (0.6, 90, 900)
+    assert rules.min_choices_per_side is None  # 0 = no limit
+    assert (rules.max_practice_attempts, rules.min_rt_ms) == (5, 250)
+    assert rules_from_study_config(None) == ExclusionRules()
+    assert rules_from_study_config({"total_time_s": None}).min_duration_s is None
+    over = rules_from_options(["min_catch_accuracy=0.9"], base=rules)
+    assert over.min_catch_accuracy == 0.9 and over.min_duration_s == 90
 
 
 # --- tests and comparisons -----------------------------------------------------------------

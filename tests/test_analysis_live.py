@@ -45,6 +45,18 @@ def test_analyze_and_export_a_simulated_study(live_study, tmp_path):
     for scores in data["by_condition"].values():
         assert scores["accuracy"] == 1.0 and scores["n_participants"] == 8
 
+    # Without --no-exclusions the study's own `exclusion:` section applies (--rule overrides).
+    out = runner.invoke(
+        app,
+        ["analyze", study.slug, *args, "--format", "json", "--bootstrap", "100",
+         "--rule", "min_duration_s=off"],
+    )  # fmt: skip
+    assert out.exit_code == 0, out.output
+    rules = json.loads(out.output)["excluded"]["rules"]
+    exclusion = study.config["exclusion"]
+    assert rules["total_time"]["threshold"] == [None, exclusion["total_time_s"][1]]
+    assert rules["catch_accuracy"]["threshold"] == exclusion["min_catch_accuracy"] != 0.8
+
     path = tmp_path / "export.csv"
     out = runner.invoke(app, ["export", study.slug, *args, "--output", str(path)])
     assert out.exit_code == 0, out.output
