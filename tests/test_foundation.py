@@ -80,3 +80,13 @@ def test_keyed_hash_depends_on_secret():
     assert keyed_hash("a", "worker1", "worker") == keyed_hash("a", "worker1", "worker")
     assert keyed_hash("a", "worker1", "worker") != keyed_hash("b", "worker1", "worker")
     assert "worker1" not in keyed_hash("a", "worker1", "worker")
+
+
+def test_migrations_match_the_models(database_url, tmp_path):
+    """A model change without a migration fails here, not in production."""
+    from alembic import command
+
+    from server.db.migrate import alembic_config, upgrade_database
+
+    upgrade_database(database_url)
+    command.check(alembic_config(database_url))  # raises if autogenerate finds a difference
