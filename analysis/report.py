@@ -19,6 +19,7 @@ from analysis import plots
 from analysis.exclusions import ExclusionReport, ExclusionRules, apply_exclusions
 from analysis.scores import SCORE_COLUMNS, main_trials, scores
 from analysis.stats import binomial_glmm, chance_tests, compare_levels, response_summary
+from server.errors import AppError
 
 
 @dataclass
@@ -45,6 +46,16 @@ def analyze(
 ) -> Analysis:
     """Exclusions, scores with CIs, chance tests, comparisons (and a GLMM) of `frame`."""
     kept, report = apply_exclusions(frame, rules, exclude_participants)
+    if report.participants_total and not report.participants_kept:
+        caught = ", ".join(
+            f"{name} ({rule['threshold']}): {rule['participants']}"
+            for name, rule in report.rules.items()
+            if rule.get("participants")
+        )
+        raise AppError(
+            f"every participant ({report.participants_total}) was excluded by the exclusion "
+            f"rules: {caught}. Relax one with --rule NAME=VALUE|off, or use --no-exclusions"
+        )
     scored = main_trials(kept)
     tables = scores(kept, n_resamples=n_resamples, seed=seed)
     comparisons = compare_levels(scored, "condition", n_resamples=n_resamples, seed=seed)

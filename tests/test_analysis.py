@@ -297,6 +297,27 @@ def test_rules_from_options():
         rules_from_options(["catch=1"])
 
 
+def test_everyone_excluded_says_which_rules_did_it():
+    frame = standardise(
+        pd.DataFrame(
+            {
+                "participant": ["p1", "p1", "p2", "p2"],
+                "unit": ["u1", "u2", "u1", "u2"],
+                "condition": "natural",
+                "trial_kind": ["main", "catch", "main", "catch"],
+                "correct": [True, False, True, False],
+                "duration_s": 600.0,
+            }
+        )
+    )
+    with pytest.raises(AppError, match=r"every participant \(2\) was excluded.*catch_accuracy"):
+        analysis.analyze(frame, n_resamples=50, glmm=False)
+    kept = analysis.analyze(
+        frame, rules=ExclusionRules(min_catch_accuracy=None), n_resamples=50, glmm=False
+    )
+    assert kept.tables["by_condition"]["accuracy"].tolist() == [1.0]
+
+
 def test_rules_from_a_study_exclusion_section():
     rules = rules_from_study_config(
         {"min_catch_accuracy": 0.6, "total_time_s": [90, 900], "min_choices_per_row": 0,
