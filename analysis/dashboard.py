@@ -6,34 +6,49 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from analysis.exclusions import rules_from_study_config
+from analysis.exclusions import ExclusionRules, rules_from_options, rules_from_study_config
 from analysis.load import load_study
 from analysis.report import analyze, figure_html, figures, to_html, to_json
 from server.errors import AppError
 
 # Fewer resamples than a paper's final analysis: the page refreshes while a study runs.
 DASHBOARD_RESAMPLES = 1000
+NO_EXCLUSIONS = rules_from_options([], no_exclusions=True)
 
 
 def study_results(engine: Engine, study: Any) -> dict[str, Any]:
-    """Per-condition accuracy with CIs and the by-condition figure, or why there is none yet."""
+    """Per-condition accuracy with CIs and the by-condition figure, or why there is none yet.
+
+    Scores follow the study's exclusion rules. While a study runs these may exclude
+    everyone (e.g. a minimum total time nobody has reached yet); the page then shows the
+    scores without exclusions, with a note saying so, rather than nothing.
+    """
     frame = load_study(engine, study.slug)
     if frame.empty:
         return {"available": False, "reason": "no responses yet"}
-    rules = rules_from_study_config(study.config.get("exclusion"))
+    note = None
     try:
-        result = analyze(
-            frame, title=study.title, rules=rules, n_resamples=DASHBOARD_RESAMPLES, glmm=False
-        )
-    except (AppError, ValueError) as exc:
-        return {"available": False, "reason": getattr(exc, "message", str(exc))}
+        result = _analyze(frame, study, rules_from_study_config(study.config.get("exclusion")))
+    except AppError as exc:
+        note = f"{exc.message} Showing scores without exclusions."
+        try:
+            result = _analyze(frame, study, NO_EXCLUSIONS)
+        except AppError as again:
+            return {"available": False, "reason": again.message}
     figure = figures(result, frame)
     first = next(iter(figure.values()), None)
     return {
         "available": True,
+        "note": note,
         "summary": to_json(result),
         "figure_html": figure_html(first) if first is not None else "",
     }
+
+
+def _analyze(frame, study: Any, rules: ExclusionRules):
+    return analyze(
+        frame, title=study.title, rules=rules, n_resamples=DASHBOARD_RESAMPLES, glmm=False
+    )
 
 
 def study_report_html(engine: Engine, study: Any) -> str:
