@@ -30,7 +30,7 @@ def study_results(engine: Engine, study: Any) -> dict[str, Any]:
     try:
         result = _analyze(frame, study, rules_from_study_config(study.config.get("exclusion")))
     except AppError as exc:
-        note = f"{exc.message} Showing scores without exclusions."
+        note = f"{exc.message}. Showing scores without exclusions."
         try:
             result = _analyze(frame, study, NO_EXCLUSIONS)
         except AppError as again:
