@@ -12,34 +12,12 @@ runner = CliRunner()
 def test_db_upgrade_then_create_user(database_url):
     result = runner.invoke(app, ["db", "upgrade", "--database-url", database_url])
     assert result.exit_code == 0, result.output
-    result = runner.invoke(
-        app,
-        [
-            "admin",
-            "create-user",
-            "--email",
-            "r@lab.org",
-            "--password-stdin",
-            "--database-url",
-            database_url,
-        ],
-        input="a long enough password\n",
-    )
+    create = ["admin", "create-user", "--email", "r@lab.org", "--password-stdin",
+              "--database-url", database_url]  # fmt: skip
+    result = runner.invoke(app, create, input="a long enough password\n")
     assert result.exit_code == 0, result.output
     assert "created admin r@lab.org" in result.output
-    again = runner.invoke(
-        app,
-        [
-            "admin",
-            "create-user",
-            "--email",
-            "r@lab.org",
-            "--password-stdin",
-            "--database-url",
-            database_url,
-        ],
-        input="a long enough password\n",
-    )
+    again = runner.invoke(app, create, input="a long enough password\n")
     assert again.exit_code == 1
     assert "already exists" in again.output
 

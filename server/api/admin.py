@@ -115,6 +115,12 @@ def logout_submit(
     return response
 
 
+def _page(request: Request, admin: tuple[AdminUser, AdminSession], template: str, **context):
+    """A dashboard page: every one shows the user and carries the session's CSRF token."""
+    context |= {"user": admin[0], "csrf": admin[1].csrf_token}
+    return templates.TemplateResponse(request, template, context)
+
+
 def _study_counts(db: SessionDep) -> dict[int, dict[str, int]]:
     counts: dict[int, dict[str, int]] = defaultdict(
         lambda: {"started": 0, "completed": 0, "responses": 0}
@@ -139,16 +145,7 @@ def _study_counts(db: SessionDep) -> dict[int, dict[str, int]]:
 @router.get("", response_class=HTMLResponse)
 def studies_page(request: Request, db: SessionDep, admin: CurrentAdmin) -> Response:
     studies = db.scalars(select(Study).order_by(Study.created_at.desc())).all()
-    return templates.TemplateResponse(
-        request,
-        "admin/studies.html",
-        {
-            "user": admin[0],
-            "csrf": admin[1].csrf_token,
-            "studies": studies,
-            "counts": _study_counts(db),
-        },
-    )
+    return _page(request, admin, "admin/studies.html", studies=studies, counts=_study_counts(db))
 
 
 def _get_study(db: SessionDep, slug: str) -> Study:
@@ -164,17 +161,8 @@ def study_page(request: Request, slug: str, db: SessionDep, admin: CurrentAdmin)
 
     study = _get_study(db, slug)
     results = study_results(request.app.state.engine, study)
-    return templates.TemplateResponse(
-        request,
-        "admin/study.html",
-        {
-            "user": admin[0],
-            "csrf": admin[1].csrf_token,
-            "study": study,
-            "counts": _study_counts(db)[study.id],
-            "results": results,
-        },
-    )
+    counts = _study_counts(db)[study.id]
+    return _page(request, admin, "admin/study.html", study=study, counts=counts, results=results)
 
 
 @router.post("/studies/{slug}/{action}")

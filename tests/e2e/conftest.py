@@ -22,7 +22,7 @@ from server.config import Settings
 from server.db.migrate import upgrade_database
 from server.db.models import ParticipantSession, Response, Trial
 from server.db.session import make_engine, make_session_factory, session_scope
-from tests.e2e.live import serve
+from server.studies.simulate import serve_in_thread as serve
 
 STUDY_YAML = Path(__file__).with_name("study.yaml")
 SLUG = "e2e"

@@ -23,8 +23,8 @@ from server.app import create_app
 from server.config import Settings
 from server.db.migrate import upgrade_database
 from server.db.session import make_engine, make_session_factory, session_scope
+from server.studies.simulate import serve_in_thread as serve
 from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS
-from tests.e2e.live import serve
 from tests.e2e.participant import Participant
 
 REPO = Path(__file__).resolve().parents[2]
