@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterator
 from typing import Annotated, TypeVar
 
 from fastapi import Depends, Request
+from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.orm import Session
 
 from server.config import Settings
-from server.db.session import session_scope, write_lock
+from server.db.session import session_scope, sqlite_writer
 
 T = TypeVar("T")
 
@@ -19,24 +21,28 @@ def get_db(request: Request) -> Iterator[Session]:
 
     No Python lock is held here: a lock held across the dependency's thread hops could
     starve the threadpool. Concurrent SQLite writers on these (rare) routes wait in
-    SQLite's busy handler; the hot response route uses `run_in_transaction` instead.
+    SQLite's busy handler; the hot response route uses `run_write` instead.
     """
     with session_scope(request.app.state.session_factory) as session:
         yield session
 
 
-def run_in_transaction(request: Request, work: Callable[[Session], T]) -> T:
-    """`work(session)` in one write transaction, run entirely in the calling thread.
+async def run_write(request: Request, work: Callable[[Session], T]) -> T:
+    """`work(session)` in one transaction, committed before this returns (the hot path).
 
-    For async routes that hand a whole unit of work to the threadpool at once (the hot
-    response path). On SQLite it holds the write lock (see `write_lock`) for exactly this
-    call, never across an await, so queued writers cannot starve the threadpool.
+    On SQLite it runs on the database's single writer thread (see `sqlite_writer`); on
+    PostgreSQL in the threadpool, where concurrent writers are fine.
     """
-    with (
-        write_lock(request.app.state.engine),
-        session_scope(request.app.state.session_factory) as db,
-    ):
-        return work(db)
+    factory = request.app.state.session_factory
+
+    def transaction() -> T:
+        with session_scope(factory) as db:
+            return work(db)
+
+    writer = sqlite_writer(request.app.state.engine)
+    if writer is None:
+        return await run_in_threadpool(transaction)
+    return await asyncio.get_running_loop().run_in_executor(writer, transaction)
 
 
 def get_app_settings(request: Request) -> Settings:

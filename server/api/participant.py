@@ -9,11 +9,10 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Request, Response
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from server.api.deps import SessionDep, run_in_transaction
+from server.api.deps import SessionDep, run_write
 from server.studies import sessions
 from server.studies.sessions import ResponseIn, SessionAuth
 
@@ -102,13 +101,13 @@ def get_next_trial(session_id: str, db: SessionDep, authorization: AuthHeader = 
 async def post_response(
     session_id: str, body: ResponseCreate, request: Request, authorization: AuthHeader = None
 ) -> JSONResponse:
-    """The hot path (bench/ingest.py): one threadpool hop for auth, grading and commit."""
+    """The hot path (bench/ingest.py): auth, grading and commit in one write transaction."""
     answer = ResponseIn(**body.model_dump())
 
     def record(db) -> tuple[dict[str, Any], bool]:
         return sessions.record_response(db, _auth(db, session_id, authorization), answer)
 
-    result, created = await run_in_threadpool(run_in_transaction, request, record)
+    result, created = await run_write(request, record)
     return JSONResponse(result, status_code=201 if created else 200)
 
 
