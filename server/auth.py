@@ -93,9 +93,7 @@ def admin_for_token(db: Session, token: str | None) -> tuple[AdminUser, AdminSes
     row = db.get(AdminSession, _token_hash(token))
     if row is None:
         return None
-    expires = (
-        row.expires_at if row.expires_at.tzinfo else row.expires_at.replace(tzinfo=UTC)
-    )
+    expires = row.expires_at if row.expires_at.tzinfo else row.expires_at.replace(tzinfo=UTC)
     if expires < datetime.now(UTC):
         db.delete(row)
         return None
