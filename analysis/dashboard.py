@@ -28,7 +28,7 @@ def study_results(engine: Engine, study: Any) -> dict[str, Any]:
         return {"available": False, "reason": "no responses yet"}
     note = None
     try:
-        result = _analyze(frame, study, rules_from_study_config(study.config.get("exclusion")))
+        result = _analyze(frame, study, study_rules(study))
     except AppError as exc:
         note = f"{exc.message}. Showing scores without exclusions."
         try:
@@ -45,6 +45,11 @@ def study_results(engine: Engine, study: Any) -> dict[str, Any]:
     }
 
 
+def study_rules(study: Any) -> ExclusionRules:
+    """The exclusion rules of the study's own YAML `exclusion:` section."""
+    return rules_from_study_config(study.config.get("exclusion"))
+
+
 def _analyze(frame, study: Any, rules: ExclusionRules):
     return analyze(
         frame, title=study.title, rules=rules, n_resamples=DASHBOARD_RESAMPLES, glmm=False
@@ -55,7 +60,5 @@ def study_report_html(engine: Engine, study: Any) -> str:
     frame = load_study(engine, study.slug)
     if frame.empty:
         return f"<!doctype html><p>{study.title}: no responses yet.</p>"
-    result = analyze(
-        frame, title=study.title, rules=rules_from_study_config(study.config.get("exclusion"))
-    )
+    result = analyze(frame, title=study.title, rules=study_rules(study))
     return to_html(result, frame)

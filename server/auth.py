@@ -63,7 +63,8 @@ class LoginFailed(AppError):
     status_code = 401
 
 
-def _token_hash(token: str) -> str:
+def token_digest(token: str) -> str:
+    """Bearer and cookie tokens are stored only as this digest (a DB leak reveals no token)."""
     return hashlib.sha256(token.encode()).hexdigest()
 
 
@@ -76,7 +77,7 @@ def login(db: Session, email: str, password: str) -> tuple[str, AdminSession]:
         raise LoginFailed("wrong email or password")
     token = secrets.token_urlsafe(32)
     row = AdminSession(
-        token_hash=_token_hash(token),
+        token_hash=token_digest(token),
         user_id=user.id,
         csrf_token=secrets.token_urlsafe(32),
         expires_at=datetime.now(UTC) + timedelta(hours=ADMIN_SESSION_HOURS),
@@ -90,7 +91,7 @@ def admin_for_token(db: Session, token: str | None) -> tuple[AdminUser, AdminSes
     """The user and session behind a cookie token, if it is valid and not expired."""
     if not token:
         return None
-    row = db.get(AdminSession, _token_hash(token))
+    row = db.get(AdminSession, token_digest(token))
     if row is None:
         return None
     expires = row.expires_at if row.expires_at.tzinfo else row.expires_at.replace(tzinfo=UTC)
@@ -101,5 +102,5 @@ def admin_for_token(db: Session, token: str | None) -> tuple[AdminUser, AdminSes
 
 
 def logout(db: Session, token: str | None) -> None:
-    if token and (row := db.get(AdminSession, _token_hash(token))):
+    if token and (row := db.get(AdminSession, token_digest(token))):
         db.delete(row)

@@ -59,13 +59,15 @@ def friendly_errors(func: Callable) -> Callable:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         from sqlalchemy.exc import OperationalError
 
+        from server.db.session import describe_database_error
+
         try:
             return func(*args, **kwargs)
         except AppError as exc:
             err_console.print(f"[red]error:[/red] {exc.message}", highlight=False)
             raise typer.Exit(1) from None
         except OperationalError as exc:
-            reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+            reason = describe_database_error(exc)
             err_console.print(f"[red]error:[/red] database unreachable: {reason}", highlight=False)
             raise typer.Exit(1) from None
 
@@ -105,7 +107,7 @@ def serve(
     from server.app import create_app
 
     settings = settings_from(database_url, data_dir=data_dir)
-    open_database(settings)
+    open_database(settings, migrate=False)  # a clear error if unreachable; the app migrates
     uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
 
 
@@ -148,7 +150,8 @@ def demo(
 
     from server.app import create_app
 
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
+    served = settings.model_copy(update={"run_migrations_on_start": False})  # migrated above
+    uvicorn.run(create_app(served), host=host, port=port, log_level="warning")
 
 
 # --- db ----------------------------------------------------------------------------------------

@@ -90,6 +90,11 @@ def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
         session.close()
 
 
+def describe_database_error(exc: OperationalError) -> str:
+    """The driver's first line (e.g. "connection refused"), without SQLAlchemy's wrapping."""
+    return (str(exc.orig) if exc.orig else str(exc)).strip().splitlines()[0]
+
+
 def check_database(engine: Engine) -> str | None:
     """None if the database answers, else a one-line reason."""
     try:
@@ -97,6 +102,6 @@ def check_database(engine: Engine) -> str | None:
             connection.execute(text("SELECT 1"))
         return None
     except OperationalError as exc:
-        return str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc).splitlines()[0]
+        return describe_database_error(exc)
     except Exception as exc:  # noqa: BLE001 - any driver failure is "unreachable" here
         return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"

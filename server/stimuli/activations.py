@@ -8,8 +8,6 @@ selection of exemplars needs ranks, not precision.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import tempfile
 import warnings
@@ -23,6 +21,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from server.errors import AppError
+from server.hashing import json_sha256
 from server.stimuli.images import IMAGE_SUFFIXES, ImageFileDataset, ImageSet, scan_image_folder
 from server.stimuli.models import LoadedModel
 from server.stimuli.units import LayerCapture, UnitRef
@@ -74,7 +73,7 @@ def _cache_key(
         stat = path.stat()
         files.append([str(path), stat.st_size, stat.st_mtime_ns])
     payload = {"model": model.spec.to_dict(), "units": units, "files": files, "bs": batch_size}
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:24]
+    return json_sha256(payload)[:24]
 
 
 def _save_atomic(path: Path, arrays: dict[str, np.ndarray]) -> None:

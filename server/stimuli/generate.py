@@ -12,7 +12,6 @@ rolled back, the set is marked "failed" (commit the session to record that) and
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import tempfile
@@ -27,6 +26,7 @@ from sqlalchemy.orm import Session
 from server.config import Settings
 from server.db.models import Image, Stimulus, StimulusSet, Unit, VisionModel
 from server.errors import AppError
+from server.hashing import json_sha256
 
 if TYPE_CHECKING:
     from server.stimuli.activations import ActivationTable
@@ -120,8 +120,7 @@ class GenerationConfig(BaseModel):
 
     def config_hash(self) -> str:
         """sha256 of the canonical JSON: identical configs -> identical hash (cite it)."""
-        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(canonical.encode()).hexdigest()
+        return json_sha256(self.model_dump(mode="json"))
 
 
 class GenerationFailed(AppError):

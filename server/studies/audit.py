@@ -7,19 +7,15 @@ every later hash, which `verify_audit_chain` detects.
 from __future__ import annotations
 
 import hashlib
-import json
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from server.db.models import AuditEvent
+from server.hashing import canonical_json
 
 GENESIS = "0" * 64
-
-
-def canonical_json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
 
 
 def chain_hash(prev_hash: str, record: dict[str, Any]) -> str:

@@ -16,8 +16,9 @@ from sqlalchemy.orm import Session
 from server.config import Settings
 from server.db.models import Study, Trial
 from server.errors import AppError, Conflict, NotFound
+from server.hashing import json_sha256
 from server.studies.assignment import SlotInfo, design_rows
-from server.studies.audit import canonical_json, record_audit_event
+from server.studies.audit import record_audit_event
 from server.studies.loading import load_study_file, parse_study_yaml
 from server.studies.schema import StudyConfig
 from server.studies.trials import TrialBuilder, load_unit_stimuli
@@ -26,7 +27,7 @@ _configs: dict[tuple[int, str], StudyConfig] = {}
 
 
 def config_hash(config: StudyConfig) -> str:
-    return hashlib.sha256(canonical_json(config.model_dump(mode="json")).encode()).hexdigest()
+    return json_sha256(config.model_dump(mode="json"))
 
 
 def study_config(study: Study) -> StudyConfig:
@@ -34,6 +35,14 @@ def study_config(study: Study) -> StudyConfig:
     key = (study.id, study.config_hash)
     if key not in _configs:
         _configs[key] = StudyConfig.model_validate(study.config)
+    return _configs[key]
+
+
+def cached_config(db: Session, study_id: int, config_hash: str) -> StudyConfig:
+    """`study_config` by id: the hot path skips loading the study row once it is cached."""
+    key = (study_id, config_hash)
+    if key not in _configs:
+        study_config(db.get(Study, study_id))
     return _configs[key]
 
 
@@ -165,7 +174,7 @@ def stimulus_fingerprint(db: Session, study: Study) -> dict:
         "n_trials": len(trials),
         "n_images": len(images),
         "images_sha256": hashlib.sha256("\n".join(images).encode()).hexdigest(),
-        "trials_sha256": hashlib.sha256(canonical_json(trial_records).encode()).hexdigest(),
+        "trials_sha256": json_sha256(trial_records),
     }
 
 

@@ -8,7 +8,6 @@ cache can never be stale: it is keyed by the config hash).
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -18,7 +17,7 @@ from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from server.auth import keyed_hash
+from server.auth import keyed_hash, token_digest
 from server.db.models import (
     Assignment,
     BarredWorker,
@@ -32,7 +31,7 @@ from server.errors import Conflict, Forbidden, NotFound, Unauthorized
 from server.studies.assignment import Planned, SlotInfo, plan_practice, plan_session
 from server.studies.audit import GENESIS, chain_hash
 from server.studies.schema import StudyConfig
-from server.studies.service import get_study, slot_info, study_config
+from server.studies.service import cached_config, get_study, slot_info, study_config
 
 MTURK_PREVIEW = "ASSIGNMENT_ID_NOT_AVAILABLE"
 CLAIM_RETRIES = 50
@@ -76,10 +75,6 @@ def study_design(db: Session, study: Study) -> Design:
 def session_token(secret_key: str, session_id: str) -> str:
     """Derived, not stored: a resumed session gets the same token back."""
     return keyed_hash(secret_key, session_id, "session-token")
-
-
-def token_digest(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def worker_identity(params: dict[str, Any]) -> tuple[str, str | None]:
@@ -367,12 +362,7 @@ def authenticate(db: Session, session_id: str, token: str | None) -> SessionAuth
 
 
 def _config(db: Session, auth: SessionAuth) -> StudyConfig:
-    from server.studies.service import _configs
-
-    key = (auth.study_id, auth.config_hash)
-    if key not in _configs:
-        study_config(db.get(Study, auth.study_id))
-    return _configs[key]
+    return cached_config(db, auth.study_id, auth.config_hash)
 
 
 # --- trials ------------------------------------------------------------------------------------
