@@ -4,8 +4,10 @@ lucent renders one objective per `render_vis` call, hooks every module of the mo
 applies one random transform to the whole batch. Here many units, both directions and
 all diversity samples share one forward/backward pass: the loss is the sum of each
 entry's own objective (Adam is element-wise, so entries do not interact except through
-the diversity term inside their group), transforms are drawn per entry, the forward
-stops after the deepest layer needed, and hooks exist only inside `LayerCapture`.
+the diversity term inside their group), transforms are drawn per entry, each batch holds
+one layer's units and its forward pass stops after that layer, the network is a copy with
+batch norms and paddings folded into its convolutions (`folding.py`), and hooks exist
+only inside `LayerCapture`.
 
 Every random draw is keyed by (seed, entry) or (seed, step), never by the batch layout,
 so rendering with batch size 1 or 64 follows the same trajectories.
@@ -26,6 +28,7 @@ from lucent.optvis.param.spatial import rfft2d_freqs
 from torch import nn
 
 from server.errors import AppError
+from server.stimuli.folding import fold_for_rendering
 from server.stimuli.models import LoadedModel
 from server.stimuli.units import LayerCapture, UnitRef, reduce_units
 
@@ -165,15 +168,24 @@ def plan_groups(units: Sequence[UnitRef], n_diverse: int, directions: Sequence[s
 
 
 def _chunks(groups: list[Group], batch_size: int) -> list[list[Group]]:
-    """Consecutive groups, at most `batch_size` entries per chunk (a bigger group goes alone)."""
-    chunks: list[list[Group]] = [[]]
-    used = 0
+    """Groups of one layer per chunk, at most `batch_size` entries (a bigger group goes alone).
+
+    One layer per chunk because the forward pass stops at the chunk's deepest layer: mixed
+    with a deep layer, an early layer's entries would pay for the whole depth.
+    """
+    by_layer: dict[str, list[Group]] = {}
     for group in groups:
-        if chunks[-1] and used + group.size > batch_size:
-            chunks.append([])
-            used = 0
-        chunks[-1].append(group)
-        used += group.size
+        by_layer.setdefault(group.unit.layer, []).append(group)
+    chunks: list[list[Group]] = []
+    for layer_groups in by_layer.values():
+        chunks.append([])
+        used = 0
+        for group in layer_groups:
+            if chunks[-1] and used + group.size > batch_size:
+                chunks.append([])
+                used = 0
+            chunks[-1].append(group)
+            used += group.size
     return chunks
 
 
@@ -215,6 +227,7 @@ def render_visualizations(
     """Max and/or min visualizations of `units`: per unit and direction 1 plain + n_diverse."""
     groups = plan_groups(units, config.n_diverse, directions)
     max_steps = steps or config.steps
+    render_model = fold_for_rendering(model, list(dict.fromkeys(u.layer for u in units)))
     results: list[Visualization] = []
     batch_size = config.batch_size
     pending = _chunks(groups, batch_size)
@@ -223,7 +236,9 @@ def render_visualizations(
     while pending:
         chunk = pending.pop(0)
         try:
-            results.extend(_render_chunk(model, chunk, config, seed, max_steps, n_entries))
+            results.extend(
+                _render_chunk(render_model, model, chunk, config, seed, max_steps, n_entries)
+            )
         except torch.OutOfMemoryError:
             entries = sum(g.size for g in chunk)
             if len(chunk) == 1:
@@ -239,18 +254,24 @@ def render_visualizations(
             continue
         if progress is not None:
             progress("visualizations", len(results), total)
-    return results
+    order = {(g.unit, g.direction): i for i, g in enumerate(groups)}
+    return sorted(results, key=lambda v: order[(v.unit, v.direction)])
 
 
 def _render_chunk(
     model: LoadedModel,
+    measure_model: LoadedModel,
     chunk: list[Group],
     config: FVConfig,
     seed: int,
     max_steps: int,
     n_entries: int,
 ) -> list[Visualization]:
-    """Optimise one batch of groups; transform draws are made for all `n_entries` each step."""
+    """Optimise one batch of groups; transform draws are made for all `n_entries` each step.
+
+    `model` renders (it may be the folded copy); `measure_model` is the model the natural
+    exemplars were measured with, so the validity rule compares like with like.
+    """
     device = model.device
     size = config.image_size
     render_size = config.render_size or model.preprocessing.image_size
@@ -311,7 +332,7 @@ def _render_chunk(
                 break
     with torch.no_grad():
         final = param().detach()
-    activations = measure_units(model, final, entry_units)
+    activations = measure_units(measure_model, final, entry_units)
     curves = torch.stack(history).cpu().numpy()
     pixels = final.permute(0, 2, 3, 1).cpu().numpy()
     return [
