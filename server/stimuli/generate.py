@@ -42,6 +42,18 @@ LUCID_SCALES = [1 + (i - 5) / 50.0 for i in range(11)]
 LUCID_ANGLES = [float(a) for a in range(-10, 11)] + [0.0] * 5
 
 
+class DiversitySearchConfig(BaseModel):
+    """IMI's per-unit search for the diversity weight (PARADIGMS.md; `diversity.py`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = False
+    start: float = Field(1.0, gt=0, description="First alpha tried.")
+    factor: float = Field(10.0, gt=1, description="Growth while the images stay strong.")
+    max_increases: int = Field(6, ge=0, description="At most start * factor**max_increases.")
+    bisect_steps: int = Field(7, ge=0)
+
+
 class FVConfig(BaseModel):
     """Feature visualization settings (defaults: lucent/lucid; IMI's values in PARADIGMS.md)."""
 
@@ -59,7 +71,8 @@ class FVConfig(BaseModel):
         "model's); smaller is faster for fully convolutional models.",
     )
     n_diverse: int = Field(8, ge=0, le=64, description="Diverse images per unit and direction.")
-    diversity_weight: float = Field(1.0, ge=0)
+    diversity_weight: float = Field(1.0, ge=0, description="alpha, unless searched.")
+    diversity_search: DiversitySearchConfig = Field(default_factory=DiversitySearchConfig)
     batch_size: int = Field(64, ge=1, description="Images per forward/backward pass.")
     pad: int = Field(12, ge=0)
     jitter: int = Field(8, ge=0)
@@ -183,6 +196,8 @@ class _Computed:
         self.exemplars: dict[UnitRef, list] = {}
         self.visualizations: dict[tuple[UnitRef, str], Visualization] = {}
         self.valid: dict[UnitRef, bool] = {}
+        self.alphas: dict[tuple[UnitRef, str], float] = {}
+        self.alpha_trials: dict[tuple[UnitRef, str], list[tuple[float, bool]]] = {}
         self.depths: dict[str, float] = {}
 
 
@@ -219,21 +234,49 @@ def _compute(
 
 
 def _visualize(computed: _Computed, config: GenerationConfig, progress: Progress | None) -> None:
-    """Render max+min FVs, apply IMI's validity rule, re-render invalid units if asked."""
+    """Render max+min FVs (alpha searched or fixed), apply IMI's validity rule, re-render."""
     from server.stimuli.visualize import render_visualizations
 
-    def render(units: list[UnitRef], steps: int) -> None:
-        for vis in render_visualizations(
-            computed.model, units, config.fv, config.seed, steps=steps, progress=progress
-        ):
+    def render(units: list[UnitRef], steps: int, weights=None) -> list[Visualization]:
+        return render_visualizations(
+            computed.model,
+            units,
+            config.fv,
+            config.seed,
+            steps=steps,
+            progress=progress,
+            diversity_weights=weights,
+        )
+
+    def keep(visualizations: list[Visualization]) -> None:
+        for vis in visualizations:
             computed.visualizations[(vis.unit, vis.direction)] = vis
 
-    render(computed.units, config.fv.steps)
+    search = config.fv.diversity_search
+    if search.enabled and config.fv.n_diverse > 1:
+        _search_alphas(computed, config, lambda w: render(computed.units, config.fv.steps, w))
+    else:
+        keep(render(computed.units, config.fv.steps))
+        computed.alphas = {key: config.fv.diversity_weight for key in computed.visualizations}
     computed.valid = {u: _is_valid(computed, u) for u in computed.units}
     invalid = [u for u, ok in computed.valid.items() if not ok]
     if invalid and config.invalid_units == "rerender":
-        render(invalid, config.fv.steps * config.fv.rerender_factor)
+        steps = config.fv.steps * config.fv.rerender_factor
+        weights = {(u, d): computed.alphas[(u, d)] for u in invalid for d in ("max", "min")}
+        keep(render(invalid, steps, weights))
         computed.valid.update({u: _is_valid(computed, u) for u in invalid})
+
+
+def _search_alphas(computed: _Computed, config: GenerationConfig, render_round) -> None:
+    """Per (unit, direction), IMI's largest alpha whose diverse images beat every exemplar."""
+    from server.stimuli.diversity import search_diversity
+
+    keys = [(u, d) for u in computed.units for d in ("max", "min")]
+    results = search_diversity(keys, computed.table.of, render_round, config.fv.diversity_search)
+    for key, result in results.items():
+        computed.visualizations[key] = result.visualization
+        computed.alphas[key] = result.alpha
+        computed.alpha_trials[key] = result.tried
 
 
 def _is_valid(computed: _Computed, unit: UnitRef) -> bool:
@@ -261,9 +304,25 @@ def manifest_entries(computed: _Computed) -> list[dict[str, Any]]:
                 "natural_max_activation": float(natural.max()),
                 "natural_min_activation": float(natural.min()),
                 "valid": computed.valid[unit],
+                "diversity_weight_max": computed.alphas.get((unit, "max")),
+                "diversity_weight_min": computed.alphas.get((unit, "min")),
+                "diverse_max_beat_natural": _diverse_ok(vmax, natural),
+                "diverse_min_beat_natural": _diverse_ok(vmin, natural),
+                "diversity_search": {
+                    direction: [[a, ok] for a, ok in computed.alpha_trials[(unit, direction)]]
+                    for direction in ("max", "min")
+                    if (unit, direction) in computed.alpha_trials
+                }
+                or None,
             }
         )
     return rows
+
+
+def _diverse_ok(vis: Visualization | None, natural) -> bool | None:
+    from server.stimuli.diversity import diverse_images_beat_natural
+
+    return None if vis is None else diverse_images_beat_natural(vis, natural)
 
 
 def _get_or_create_units(db: Session, computed: _Computed) -> dict[UnitRef, Unit]:

@@ -15,8 +15,9 @@ so rendering with batch size 1 or 64 follows the same trajectories.
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -144,6 +145,7 @@ class Group:
     direction: str
     first_entry: int
     size: int
+    alpha: float  # diversity weight
 
 
 @dataclass
@@ -156,13 +158,15 @@ class Visualization:
     steps: int
 
 
-def plan_groups(units: Sequence[UnitRef], n_diverse: int, directions: Sequence[str]) -> list[Group]:
+def plan_groups(
+    units: Sequence[UnitRef], n_diverse: int, directions: Sequence[str], alpha: float
+) -> list[Group]:
     groups, entry = [], 0
     for unit in units:
         for direction in directions:
             if direction not in DIRECTIONS:
                 raise AppError(f"direction must be max or min, got {direction!r}")
-            groups.append(Group(unit, direction, entry, 1 + n_diverse))
+            groups.append(Group(unit, direction, entry, 1 + n_diverse, alpha))
             entry += 1 + n_diverse
     return groups
 
@@ -223,16 +227,32 @@ def render_visualizations(
     directions: Sequence[str] = ("max", "min"),
     steps: int | None = None,
     progress: Callable[[str, int, int], None] | None = None,
+    diversity_weights: Mapping[tuple[UnitRef, str], float] | None = None,
 ) -> list[Visualization]:
-    """Max and/or min visualizations of `units`: per unit and direction 1 plain + n_diverse."""
-    groups = plan_groups(units, config.n_diverse, directions)
+    """Max and/or min visualizations of `units`: per unit and direction 1 plain + n_diverse.
+
+    `diversity_weights` (the diversity search): render only these (unit, direction) groups,
+    each with its own alpha. Entries keep their numbers in the full units x directions plan,
+    and every random draw is keyed by entry, so a group follows the same trajectory
+    whichever other groups share the call.
+    """
+    groups = plan_groups(units, config.n_diverse, directions, config.diversity_weight)
+    n_entries = sum(g.size for g in groups)
+    if diversity_weights is not None:
+        unknown = set(diversity_weights) - {(g.unit, g.direction) for g in groups}
+        if unknown:
+            raise AppError(f"diversity weights for groups not in this render: {sorted(unknown)}")
+        groups = [
+            dataclasses.replace(g, alpha=diversity_weights[(g.unit, g.direction)])
+            for g in groups
+            if (g.unit, g.direction) in diversity_weights
+        ]
     max_steps = steps or config.steps
     render_model = fold_for_rendering(model, list(dict.fromkeys(u.layer for u in units)))
     results: list[Visualization] = []
     batch_size = config.batch_size
     pending = _chunks(groups, batch_size)
     total = len(groups)
-    n_entries = sum(g.size for g in groups)
     while pending:
         chunk = pending.pop(0)
         try:
@@ -310,10 +330,10 @@ def _render_chunk(
                 score = score.index_put((row_index[layer],), acts)
             score = score * signs
             loss = -score.sum()
-            if config.n_diverse > 1 and config.diversity_weight > 0:
-                for group, start in zip(chunk, starts, strict=True):
+            for group, start in zip(chunk, starts, strict=True):
+                if group.size > 2 and group.alpha > 0:
                     feats = outputs[group.unit.layer][start + 1 : start + group.size]
-                    loss = loss + config.diversity_weight * diversity_penalty(feats)
+                    loss = loss + group.alpha * diversity_penalty(feats)
             loss.backward()
             optimizer.step()
             history.append(
