@@ -67,8 +67,9 @@ class FVConfig(BaseModel):
         None,
         ge=16,
         le=1024,
-        description="Network input size while rendering (default: the "
-        "model's); smaller is faster for fully convolutional models.",
+        description="Network input size while rendering and when measuring the result "
+        "(default: the model's, where the natural exemplars are measured); smaller is faster "
+        "for fully convolutional models but features then appear at another scale.",
     )
     n_diverse: int = Field(8, ge=0, le=64, description="Diverse images per unit and direction.")
     diversity_weight: float = Field(1.0, ge=0, description="alpha, unless searched.")

@@ -201,9 +201,17 @@ def _plateaued(history: list[torch.Tensor], window: int, tolerance: float) -> bo
     return bool((gain <= tolerance * before.abs().clamp_min(1e-6)).all())
 
 
-def measure_units(model: LoadedModel, images: torch.Tensor, units: Sequence[UnitRef]) -> np.ndarray:
-    """Activation of units[i] on images[i] (images in [0, 1], any size; resized to the input)."""
-    size = model.preprocessing.image_size
+def measure_units(
+    model: LoadedModel, images: torch.Tensor, units: Sequence[UnitRef], size: int | None = None
+) -> np.ndarray:
+    """Activation of units[i] on images[i] (images in [0, 1], any size), resized to `size`.
+
+    `size` defaults to the model's input size. Visualizations are measured at the size
+    they were rendered for: the same pattern at another scale can excite a unit ten times
+    less (measured on Lite0 _blocks.4), so measuring elsewhere would judge the validity
+    rule on an image the optimisation never saw.
+    """
+    size = size or model.preprocessing.image_size
     normalize = model.normalizer()
     with torch.inference_mode(), LayerCapture(model, {u.layer for u in units}) as capture:
         x = F.interpolate(
@@ -352,7 +360,7 @@ def _render_chunk(
                 break
     with torch.no_grad():
         final = param().detach()
-    activations = measure_units(measure_model, final, entry_units)
+    activations = measure_units(measure_model, final, entry_units, render_size)
     curves = torch.stack(history).cpu().numpy()
     pixels = final.permute(0, 2, 3, 1).cpu().numpy()
     return [
