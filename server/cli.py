@@ -302,7 +302,12 @@ def generate(
     """Generate a stimulus set (units, exemplars, feature visualizations) from STUDY.yaml."""
     from rich.progress import MofNCompleteColumn, Progress, TimeElapsedColumn
 
-    from server.stimuli.generate import GenerationFailed, generate_stimuli, manifest_path
+    from server.stimuli.generate import (
+        GenerationFailed,
+        generate_stimuli,
+        manifest_path,
+        overview_path,
+    )
 
     config = _load_generation_section(study)
     settings = settings_from(database_url, device=device)
@@ -345,6 +350,9 @@ def generate(
     print(
         f"stimulus set {stimulus_set.id} ready; manifest: {manifest_path(settings, stimulus_set.id)}"
     )
+    overview = overview_path(settings, stimulus_set.id)
+    if overview.exists():
+        print(f"look at the stimuli: {overview}")
 
 
 # --- studies -----------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from server.db.migrate import upgrade_database
 from server.db.session import make_engine, make_session_factory, session_scope
@@ -84,6 +85,12 @@ def test_generation_searches_alpha_per_unit_and_direction_and_records_it(setting
         (settings.data_dir / "stimulus-sets" / set_id / "manifest.json").read_text()
     )
     (unit,) = manifest["units"]
+    # The contact sheet (one unit row, 4 blocks of up to 4 images) exists iff a unit is kept.
+    overview = settings.data_dir / "stimulus-sets" / set_id / "overview.png"
+    assert overview.exists() == unit["valid"]
+    if unit["valid"]:
+        with Image.open(overview) as sheet:
+            assert sheet.format == "PNG" and sheet.width > 4 * sheet.height
     for direction in ("max", "min"):
         trail = unit["diversity_search"][direction]
         assert 2 <= len(trail) <= 3 and trail[0][0] == 1.0

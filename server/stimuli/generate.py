@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -178,6 +179,7 @@ def generate_stimuli(
         computed = _compute(settings, config, progress, device or settings.device)
         with db.begin_nested():
             _write(db, settings, config, stimulus_set, computed)
+        _write_overview(db, settings, stimulus_set.id)
     except Exception as exc:
         stimulus_set.status = "failed"
         message = exc.message if isinstance(exc, AppError) else f"{type(exc).__name__}: {exc}"
@@ -450,6 +452,22 @@ def _write(
     stimulus_set.status = "ready"
     write_manifest(settings, stimulus_set.id, manifest)
     db.flush()
+
+
+def overview_path(settings: Settings, stimulus_set_id: str) -> Path:
+    return manifest_path(settings, stimulus_set_id).with_name("overview.png")
+
+
+def _write_overview(db: Session, settings: Settings, stimulus_set_id: str) -> None:
+    """The contact sheet next to the manifest (a figure failing must not fail generation)."""
+    from server.stimuli.overview import write_overview
+    from server.stimuli.store import ImageStore
+
+    path = overview_path(settings, stimulus_set_id)
+    try:
+        write_overview(db, ImageStore(settings.stimuli_dir), stimulus_set_id, path)
+    except Exception as exc:  # noqa: BLE001 - report, keep the generated set
+        warnings.warn(f"could not draw {path}: {type(exc).__name__}: {exc}", stacklevel=2)
 
 
 def manifest_path(settings: Settings, stimulus_set_id: str) -> Path:
