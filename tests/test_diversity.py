@@ -70,9 +70,9 @@ def test_generation_searches_alpha_per_unit_and_direction_and_records_it(setting
             "demo_pool_size": 160,
             "k_references": 9,
             "fv": {
-                "steps": 16,
-                "image_size": 48,
-                "render_size": 64,
+                "steps": 32,
+                "image_size": 64,
+                "render_size": 128,
                 "n_diverse": 2,
                 "early_stop": False,
                 "diversity_search": {"enabled": True, "max_increases": 1, "bisect_steps": 1},
