@@ -93,3 +93,20 @@ def test_a_separate_symmetric_pad_moves_into_the_convolution():
     assert folded.module[1].padding == (2, 2)
     x = torch.randn(2, 3, 16, 16)
     torch.testing.assert_close(folded.module(x), model.module(x), rtol=1e-4, atol=1e-5)
+
+
+def test_an_asymmetric_same_pad_becomes_a_bigger_kernel_on_depthwise_convs_only():
+    depthwise = nn.Sequential(nn.ZeroPad2d((1, 2, 1, 2)), nn.Conv2d(3, 3, 5, stride=2, groups=3))
+    dense = nn.Sequential(nn.ZeroPad2d((0, 1, 0, 1)), nn.Conv2d(3, 4, 3, stride=2))
+    for module, folds in ((depthwise, True), (dense, False)):
+        model = _tiny(nn.Sequential(module, nn.ReLU()))
+        x = torch.randn(2, 3, 16, 16)
+        want = model.module(x)
+        folded = fold_for_rendering(model, ["1"])
+        if folds:
+            conv = folded.module[0][1]
+            assert isinstance(folded.module[0][0], nn.Identity)
+            assert conv.weight.shape[-2:] == (6, 6) and conv.padding == (2, 2)
+        else:
+            assert folded is model
+        torch.testing.assert_close(folded.module(x), want, rtol=1e-4, atol=1e-5)
