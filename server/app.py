@@ -68,10 +68,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             return RedirectResponse("/admin/login", status_code=303)
         return JSONResponse(status_code=401, content={"detail": exc.message, "code": exc.code})
 
+    # Routes are matched in order, each one tried in turn: participants' API calls are the
+    # bulk of the traffic, so their router comes first.
+    app.include_router(participant.router)
     app.include_router(health.router)
     app.include_router(admin.router)
     app.include_router(stimuli_files.router)
-    app.include_router(participant.router)
     app.include_router(participant_pages.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app

@@ -16,7 +16,7 @@ from server.auth import keyed_hash
 from server.db.models import Assignment, BarredWorker, ParticipantSession, Response, Trial
 from server.db.session import session_scope
 from server.studies.audit import GENESIS, chain_hash
-from server.studies.sessions import answers_for_session
+from server.studies.sessions import _designs, answers_for_session
 from server.studies.simulate import serve_in_thread
 
 STIMULUS_URL = re.compile(r"^/stimuli/[0-9a-f]{64}$")
@@ -136,22 +136,17 @@ def test_whole_session(api, live_study):
             .order_by(Response.id)
         ).all()  # fmt: skip
     assert len(rows) == 19
-    prev = GENESIS
-    for row in rows:  # each record hash chains the previous one of the session
-        record = {"session_id": row.session_id, "trial_id": row.trial_id,
-                  "assignment_id": row.assignment_id, "idempotency_key": row.idempotency_key,
-                  "choice": row.choice, "confidence": row.confidence, "rt_ms": row.rt_ms,
-                  "correct": row.correct, "client_sent_at": row.client_sent_at,
-                  "data": row.client_data}  # fmt: skip
-        assert row.record_hash == chain_hash(prev, record)
-        prev = row.record_hash
+    assert chain_breaks(rows) == []  # each record hash chains the previous one of the session
 
 
-def test_practice_repeats_until_all_correct(api, live_study):
+@pytest.mark.parametrize("design_cached", [True, False])
+def test_practice_repeats_until_all_correct(api, live_study, design_cached):
     _, factory, _ = live_study
-    session = start(api, "practice-worker")
+    session = start(api, f"practice-worker-{design_cached}")
     for attempt in range(2):  # attempt 0 with one error, attempt 1 all right
         for i in range(5):
+            if not design_cached:  # the repeat then loads the design inside its write
+                _designs.clear()
             trial = next_trial(api, session).json()
             assert trial["kind"] == "practice" and trial["index"] == attempt * 5 + i
             right = right_choice(factory, session["session_id"], trial["trial_id"])
@@ -205,6 +200,66 @@ def test_concurrent_arrivals_claim_distinct_places(live_study):
             )
         ).all()
     assert sorted(claims) == list(range(before + 24))  # no place twice, none skipped
+
+
+def chain_breaks(rows) -> list[int]:
+    """Ids of the responses whose record hash does not chain the one before (by id)."""
+    broken, prev = [], GENESIS
+    for row in rows:
+        record = {"session_id": row.session_id, "trial_id": row.trial_id,
+                  "assignment_id": row.assignment_id, "idempotency_key": row.idempotency_key,
+                  "choice": row.choice, "confidence": row.confidence, "rt_ms": row.rt_ms,
+                  "correct": row.correct, "client_sent_at": row.client_sent_at,
+                  "data": row.client_data}  # fmt: skip
+        if row.record_hash != chain_hash(prev, record):
+            broken.append(row.id)
+        prev = row.record_hash
+    return broken
+
+
+def test_concurrent_responses_each_get_their_own_answer(live_study):
+    """A burst of answers at once (grouped into shared commits on SQLite, concurrent
+    transactions on PostgreSQL): each gets its own answer, every acknowledged one is stored
+    once, and the session's hash chain stays one line."""
+    settings, factory, _ = live_study
+    with serve_in_thread(create_app(settings)) as url, httpx.Client(base_url=url) as client:
+        reply = client.post("/api/v1/studies/imi-demo/sessions", json={"client": {}})
+        session = reply.json()
+        with session_scope(factory) as db:
+            trials = db.scalars(
+                select(Assignment.trial_id)
+                .where(Assignment.session_id == session["session_id"], Assignment.attempt == 0)
+                .order_by(Assignment.position)
+            ).all()
+        keys = {trial: uuid.uuid4().hex for trial in trials}
+        bodies = [(trial, keys[trial]) for trial in trials]
+        bodies += [(trial, keys[trial]) for trial in trials[::4]]  # replays, racing the first
+        bodies += [("0" * 32, uuid.uuid4().hex), (trials[1], keys[trials[0]])]
+
+        def post(body: tuple[str, str]) -> httpx.Response:
+            trial, key = body
+            json = {"trial_id": trial, "choice": "a", "confidence": 1, "rt_ms": 500.0,
+                    "idempotency_key": key, "client_sent_at": None}  # fmt: skip
+            return client.post(f"/api/v1/sessions/{session['session_id']}/responses",
+                               json=json, headers=auth(session))  # fmt: skip
+
+        with ThreadPoolExecutor(12) as pool:
+            replies = list(pool.map(post, bodies))
+    by_key: dict[str, list[httpx.Response]] = {}
+    for (_, key), reply in zip(bodies[:-2], replies[:-2], strict=True):
+        by_key.setdefault(key, []).append(reply)
+    for key, answers in by_key.items():
+        assert sorted(r.status_code for r in answers) == [200] * (len(answers) - 1) + [201], key
+        assert all(r.json() == answers[0].json() for r in answers)  # a replay: the same body
+    assert replies[-2].status_code == 404  # not assigned
+    assert replies[-1].status_code == 409 and "another trial" in replies[-1].json()["detail"]
+    with session_scope(factory) as db:
+        rows = db.scalars(
+            select(Response).where(Response.session_id == session["session_id"])
+            .order_by(Response.id)
+        ).all()  # fmt: skip
+    assert sorted(r.idempotency_key for r in rows) == sorted(keys.values())  # each once
+    assert chain_breaks(rows) == []
 
 
 def test_closed_study_refuses(api, live_study):

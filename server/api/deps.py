@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable, Iterator
-from typing import Annotated, TypeVar
+from collections.abc import Iterator
+from typing import Annotated
 
 from fastapi import Depends, Request
-from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.orm import Session
 
 from server.config import Settings
-from server.db.session import session_scope, sqlite_writer
-
-T = TypeVar("T")
+from server.db import writes
+from server.db.session import session_scope
 
 
 def get_db(request: Request) -> Iterator[Session]:
@@ -27,22 +24,11 @@ def get_db(request: Request) -> Iterator[Session]:
         yield session
 
 
-async def run_write(request: Request, work: Callable[[Session], T]) -> T:
-    """`work(session)` in one transaction, committed before this returns (the hot path).
-
-    On SQLite it runs on the database's single writer thread (see `sqlite_writer`); on
-    PostgreSQL in the threadpool, where concurrent writers are fine.
-    """
-    factory = request.app.state.session_factory
-
-    def transaction() -> T:
-        with session_scope(factory) as db:
-            return work(db)
-
-    writer = sqlite_writer(request.app.state.engine)
-    if writer is None:
-        return await run_in_threadpool(transaction)
-    return await asyncio.get_running_loop().run_in_executor(writer, transaction)
+async def run_write(request: Request, write: writes.Write[writes.T]) -> writes.T:
+    """`write(connection)` committed before this returns (the hot path): grouped with the
+    other queued writes on SQLite's writer thread, a transaction of its own on PostgreSQL
+    (see server/db/writes.py)."""
+    return await writes.run_write(request.app.state.engine, write)
 
 
 def get_app_settings(request: Request) -> Settings:

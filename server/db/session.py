@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -49,27 +47,6 @@ def make_engine(url: str) -> Engine:
 
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
-
-
-_SQLITE_WRITERS: dict[str, ThreadPoolExecutor] = {}
-_WRITERS_GUARD = threading.Lock()
-
-
-def sqlite_writer(engine: Engine) -> ThreadPoolExecutor | None:
-    """One writer thread per SQLite database in this process; None for PostgreSQL.
-
-    SQLite has one writer at a time. Left to its busy handler, concurrent writer threads
-    sleep in growing steps and throughput collapses under load; threads queueing on a lock
-    still fight over the GIL. Handing every hot-path write to one thread keeps each
-    transaction short and latency flat. Other processes still meet busy_timeout.
-    """
-    if engine.dialect.name != "sqlite":
-        return None
-    with _WRITERS_GUARD:
-        key = str(engine.url)
-        if key not in _SQLITE_WRITERS:
-            _SQLITE_WRITERS[key] = ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
-        return _SQLITE_WRITERS[key]
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

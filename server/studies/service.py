@@ -10,7 +10,7 @@ import hashlib
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import delete, select
+from sqlalchemy import Connection, delete, select
 from sqlalchemy.orm import Session
 
 from server.config import Settings
@@ -38,11 +38,17 @@ def study_config(study: Study) -> StudyConfig:
     return _configs[key]
 
 
-def cached_config(db: Session, study_id: int, config_hash: str) -> StudyConfig:
-    """`study_config` by id: the hot path skips loading the study row once it is cached."""
+def cached_config(db: Session | Connection, study_id: int, config_hash: str) -> StudyConfig:
+    """`study_config` by id: the hot path skips loading the study row once it is cached.
+
+    Takes a bare Connection too: the response path runs on one, without an ORM session.
+    """
     key = (study_id, config_hash)
     if key not in _configs:
-        study_config(db.get(Study, study_id))
+        config = db.execute(
+            select(Study.config).where(Study.id == study_id, Study.config_hash == config_hash)
+        ).scalar_one()
+        _configs[key] = StudyConfig.model_validate(config)
     return _configs[key]
 
 

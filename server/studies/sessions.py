@@ -1,9 +1,8 @@
-"""Participant sessions: start/resume, next trial, graded responses, completion.
+"""Participant sessions: start/resume, token checks, next trial, completion, events.
 
-The response path is the hot one (bench/ingest.py): a token lookup by hash, the
-idempotency check, the assignment, the previous record hash, one insert. It uses Core
-statements and caches the study's frozen design in-process (frozen at launch, so the
-cache can never be stale: it is keyed by the config hash).
+Responses (the hot path) are in server.studies.responses. The study's frozen design is
+cached in-process (frozen at launch, so the cache can never be stale: it is keyed by the
+config hash).
 """
 
 from __future__ import annotations
@@ -13,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import Connection, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -27,9 +26,8 @@ from server.db.models import (
     Trial,
     new_id,
 )
-from server.errors import Conflict, Forbidden, NotFound, Unauthorized
-from server.studies.assignment import Planned, SlotInfo, plan_practice, plan_session
-from server.studies.audit import GENESIS, chain_hash
+from server.errors import Conflict, Forbidden, Unauthorized
+from server.studies.assignment import Planned, SlotInfo, plan_session
 from server.studies.schema import StudyConfig
 from server.studies.service import cached_config, get_study, slot_info, study_config
 
@@ -67,6 +65,18 @@ def study_design(db: Session, study: Study) -> Design:
             [slots[t.id] for t in catch],
         )
     return _designs[key]
+
+
+def cached_design(
+    conn: Connection, study_id: int, config_hash: str, stimulus_set_id: str | None
+) -> Design:
+    """`study_design` by key, for the response path: it loads the study row (and its
+    frozen design, the largest column) only the first time."""
+    design = _designs.get((study_id, config_hash, stimulus_set_id))
+    if design is None:
+        with Session(bind=conn, join_transaction_mode="rollback_only") as db:
+            design = study_design(db, db.get(Study, study_id))
+    return design
 
 
 # --- tokens and identities ---------------------------------------------------------------------
@@ -258,11 +268,11 @@ def _claim(
     planned = plan_session(
         config, design.rows, design.slots, design.catch, design.practice, claim, seed
     )
-    _insert_assignments(db, session.id, planned)
+    insert_assignments(db, session.id, planned)
     return session
 
 
-def _insert_assignments(db: Session, session_id: str, planned: list[Planned]) -> None:
+def insert_assignments(db: Session | Connection, session_id: str, planned: list[Planned]) -> None:
     if planned:
         db.execute(
             insert(Assignment),
@@ -294,7 +304,6 @@ class SessionAuth:
     config_hash: str
 
 
-# Hot-path statements are built once: constructing a statement costs more than running it.
 _AUTH = (
     select(
         ParticipantSession.id,
@@ -308,56 +317,16 @@ _AUTH = (
     .join(Study, Study.id == ParticipantSession.study_id)
     .where(ParticipantSession.token_hash == bindparam("token_hash"))
 )
-_OPEN_ASSIGNMENT = (
-    select(Assignment.id, Assignment.max_is_a, Assignment.attempt, Trial.kind)
-    .join(Trial, Trial.id == Assignment.trial_id)
-    .outerjoin(Response, Response.assignment_id == Assignment.id)
-    .where(
-        Assignment.session_id == bindparam("session_id"),
-        Assignment.trial_id == bindparam("trial_id"),
-        Response.id.is_(None),
-    )
-    .order_by(Assignment.position)
-    .limit(1)
-)
-_ANY_ASSIGNMENT = (
-    select(Assignment.id)
-    .where(
-        Assignment.session_id == bindparam("session_id"),
-        Assignment.trial_id == bindparam("trial_id"),
-    )
-    .limit(1)
-)
-_LAST_RECORD_HASH = (
-    select(Response.record_hash)
-    .where(Response.session_id == bindparam("session_id"))
-    .order_by(Response.id.desc())
-    .limit(1)
-)
-_BY_IDEMPOTENCY_KEY = (
-    select(Response.id, Response.session_id, Response.trial_id, Response.correct, Trial.kind)
-    .join(Trial, Trial.id == Response.trial_id)
-    .where(Response.idempotency_key == bindparam("key"))
-)
-_INSERT_RESPONSE = insert(Response).returning(Response.id)
-_RUNNING_SCORE = (
-    select(func.count(Response.id))
-    .join(Trial, Trial.id == Response.trial_id)
-    .where(
-        Response.session_id == bindparam("session_id"),
-        Response.id <= bindparam("response_id"),
-        Response.correct.is_(True),
-        Trial.kind != "practice",
-    )
-)
+MISSING_TOKEN = "missing session token: send Authorization: Bearer <token>"
+INVALID_TOKEN = "invalid session token for this session: start the study again"
 
 
 def authenticate(db: Session, session_id: str, token: str | None) -> SessionAuth:
     if not token:
-        raise Unauthorized("missing session token: send Authorization: Bearer <token>")
+        raise Unauthorized(MISSING_TOKEN)
     row = db.connection().execute(_AUTH, {"token_hash": token_digest(token)}).first()
     if row is None or row[0] != session_id:
-        raise Unauthorized("invalid session token for this session: start the study again")
+        raise Unauthorized(INVALID_TOKEN)
     return SessionAuth(*row)
 
 
@@ -418,121 +387,14 @@ def next_trial(db: Session, auth: SessionAuth) -> dict[str, Any] | None:
     }
 
 
-# --- responses ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ResponseIn:
-    trial_id: str
-    choice: str
-    confidence: int
-    rt_ms: float
-    client_sent_at: str | None
-    idempotency_key: str
-    data: dict[str, Any]
-
-
-def _check_open(auth: SessionAuth) -> None:
-    if auth.study_status == "closed":
+def check_open(study_status: str, session_status: str) -> None:
+    """Refuse answers once the study is closed or the session is over (with the reason)."""
+    if study_status == "closed":
         raise Conflict("this study is closed: responses are no longer accepted")
-    if auth.status == "completed":
+    if session_status == "completed":
         raise Conflict("this session is finished: no more responses are accepted")
-    if auth.status != "active":
-        raise Conflict(f"this session has ended ({auth.status}): responses are not accepted")
-
-
-def record_response(db: Session, auth: SessionAuth, r: ResponseIn) -> tuple[dict[str, Any], bool]:
-    """(body, created). Graded here; a repeated idempotency key returns the first body."""
-    existing = _existing_response(db, auth, r)
-    if existing is not None:
-        return existing, False
-    _check_open(auth)
-    conn = db.connection()
-    ids = {"session_id": auth.session_id, "trial_id": r.trial_id}
-    row = conn.execute(_OPEN_ASSIGNMENT, ids).first()
-    if row is None:
-        if conn.execute(_ANY_ASSIGNMENT, ids).first() is None:
-            raise NotFound("this trial is not assigned to this session")
-        existing = _existing_response(db, auth, r)  # the same key committed meanwhile
-        if existing is not None:
-            return existing, False
-        raise Conflict("this trial was already answered (with another idempotency key)")
-    assignment_id, max_is_a, attempt, kind = row
-    correct = (r.choice == "a") == max_is_a
-    prev = conn.execute(_LAST_RECORD_HASH, {"session_id": auth.session_id}).scalar() or GENESIS
-    record = {
-        "session_id": auth.session_id,
-        "trial_id": r.trial_id,
-        "assignment_id": assignment_id,
-        "idempotency_key": r.idempotency_key,
-        "choice": r.choice,
-        "confidence": r.confidence,
-        "rt_ms": r.rt_ms,
-        "correct": correct,
-        "client_sent_at": r.client_sent_at,
-        "data": r.data,
-    }
-    try:
-        values = {k: v for k, v in record.items() if k != "data"}
-        values |= {"client_data": r.data, "record_hash": chain_hash(prev, record)}
-        response_id = conn.execute(_INSERT_RESPONSE, values).scalar_one()
-    except IntegrityError:
-        # A concurrent request with this key (or for this assignment) won the race.
-        db.rollback()
-        existing = _existing_response(db, auth, r)
-        if existing is not None:
-            return existing, False
-        raise Conflict("this trial was already answered (with another idempotency key)") from None
-    if kind == "practice":
-        _maybe_repeat_practice(db, auth, attempt)
-    return _body(db, auth, kind, correct, response_id), True
-
-
-def _existing_response(db: Session, auth: SessionAuth, r: ResponseIn) -> dict[str, Any] | None:
-    row = db.connection().execute(_BY_IDEMPOTENCY_KEY, {"key": r.idempotency_key}).first()
-    if row is None:
-        return None
-    response_id, session_id, trial_id, correct, kind = row
-    if session_id != auth.session_id or trial_id != r.trial_id:
-        raise Conflict("this idempotency key was already used for another trial: make a new one")
-    return _body(db, auth, kind, correct, response_id)
-
-
-def _body(db: Session, auth: SessionAuth, kind: str, correct: bool, response_id: int) -> dict:
-    config = _config(db, auth)
-    body: dict[str, Any] = {"recorded": True}
-    shows = config.trials.practice.feedback if kind == "practice" else config.trials.feedback_main
-    if shows:
-        body["feedback"] = {"correct": bool(correct)}
-    if kind != "practice" and config.layout.show_running_score:
-        body["n_correct"] = (
-            db.connection()
-            .execute(_RUNNING_SCORE, {"session_id": auth.session_id, "response_id": response_id})
-            .scalar()
-        )
-    return body
-
-
-def _maybe_repeat_practice(db: Session, auth: SessionAuth, attempt: int) -> None:
-    """After a practice attempt with any error, assign the block again (up to max_attempts)."""
-    config = _config(db, auth)
-    if attempt + 1 >= config.trials.practice.max_attempts:
-        return
-    done, wrong = db.execute(
-        select(func.count(Response.id), func.count(Response.id).filter(Response.correct.is_(False)))
-        .join(Assignment, Assignment.id == Response.assignment_id)
-        .where(
-            Assignment.session_id == auth.session_id,
-            Assignment.attempt == attempt,
-            Response.trial_id.in_(
-                select(Trial.id).where(Trial.study_id == auth.study_id, Trial.kind == "practice")
-            ),
-        )
-    ).one()
-    if done < config.trials.practice.count or wrong == 0:
-        return
-    design = study_design(db, db.get(Study, auth.study_id))
-    _insert_assignments(db, auth.session_id, plan_practice(design.practice, attempt + 1, auth.seed))
+    if session_status != "active":
+        raise Conflict(f"this session has ended ({session_status}): responses are not accepted")
 
 
 # --- completion and events ---------------------------------------------------------------------
@@ -543,7 +405,7 @@ def complete_session(db: Session, auth: SessionAuth) -> dict[str, Any]:
     session = db.get(ParticipantSession, auth.session_id)
     config = _config(db, auth)
     if session.status != "completed":
-        _check_open(auth)
+        check_open(auth.study_status, auth.status)
         remaining = db.scalar(
             select(func.count()).select_from(
                 _unanswered().where(Assignment.session_id == auth.session_id).subquery()
