@@ -3,13 +3,17 @@
 Same model (EfficientNet-Lite0), units (4 of _blocks.3 + 4 of _blocks.10), 128 px FFT +
 decorrelated parameterization, lucid's standard transforms, Adam lr 0.05, max direction,
 no diversity, network input 224 (lucent upsamples small images to 224; we render at the
-model's input size). Usage: python bench/fv_render.py [STEPS]. Last line:
+model's input size). Both renderers are warmed up (a 2-step render each) before timing,
+so one-off costs (CUDA context, cuDNN handles, module loading) stay out of both figures.
+
+Usage: python bench/fv_render.py [--steps 32] [--device cpu|cuda|cuda:1]
+On CUDA it also times our renderer without CUDA graphs (`ours_eager_s`). Last line:
 speedup_vs_lucent=X.XX
 """
 
 from __future__ import annotations
 
-import sys
+import argparse
 import time
 
 import torch
@@ -20,20 +24,33 @@ from server.stimuli.models import load_model
 from server.stimuli.units import sample_units
 from server.stimuli.visualize import render_visualizations
 
-STEPS = int(sys.argv[1]) if len(sys.argv) > 1 else 32
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
-def main() -> None:
-    model = load_model("efficientnet-lite0", "cpu")
-    units = sample_units(model, ["_blocks.3", "_blocks.10"], 4, seed=0)
-    config = FVConfig(steps=STEPS, image_size=128, n_diverse=0, batch_size=8, early_stop=False)
-
+def time_ours(model, units, steps: int, cuda_graphs: bool = True) -> tuple[float, list]:
+    config = FVConfig(
+        steps=steps,
+        image_size=128,
+        n_diverse=0,
+        batch_size=8,
+        early_stop=False,
+        cuda_graphs=cuda_graphs,
+    )
+    _sync(model.device)
     start = time.perf_counter()
-    ours = render_visualizations(model, units, config, directions=("max",))
-    ours_s = time.perf_counter() - start
+    result = render_visualizations(model, units, config, directions=("max",))
+    _sync(model.device)
+    return time.perf_counter() - start, result
 
-    # lucent's module-level device is cpu here; normalisation must be the model's own.
+
+def time_lucent(model, units, steps: int) -> float:
+    # lucent puts its image parameters on its module-level device (cuda:0 if available);
+    # normalisation must be the model's own.
     transforms = [*transform.standard_transforms, model.normalizer()]
+    _sync(model.device)
     start = time.perf_counter()
     for unit in units:
         render.render_vis(
@@ -41,14 +58,46 @@ def main() -> None:
             objectives.channel(unit.layer.replace(".", "_"), unit.index),
             param_f=lambda: param.image(128),
             transforms=transforms,
-            thresholds=(STEPS,),
+            thresholds=(steps,),
             preprocess=False,
             progress=False,
             show_image=False,
         )
-    lucent_s = time.perf_counter() - start
+    _sync(model.device)
+    return time.perf_counter() - start
+
+
+def _pixel_diff(a: list, b: list) -> float:
+    return max(float(abs(x.images - y.images).max()) for x, y in zip(a, b, strict=True))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=32)
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args()
+    model = load_model("efficientnet-lite0", args.device)
+    # lucent leaves its hooks (holding graph tensors) on the model it renders: own copy.
+    lucent_model = load_model("efficientnet-lite0", args.device)
+    units = sample_units(model, ["_blocks.3", "_blocks.10"], 4, seed=0)
+
+    time_ours(model, units, 2)  # warm-up
+    time_lucent(lucent_model, units[:1], 2)
+    ours_s, ours = time_ours(model, units, args.steps)
+    lucent_s = time_lucent(lucent_model, units, args.steps)
     gains = [float(v.history[-4:].mean() - v.history[:4].mean()) for v in ours]
-    print(f"units={len(units)} steps={STEPS} size=128 threads={torch.get_num_threads()}")
+    print(
+        f"units={len(units)} steps={args.steps} size=128 device={model.device} "
+        f"threads={torch.get_num_threads()}"
+    )
+    if model.device.type == "cuda":
+        eager_s, eager = time_ours(model, units, args.steps, cuda_graphs=False)
+        _, eager_again = time_ours(model, units, args.steps, cuda_graphs=False)
+        print(
+            f"ours_eager_s={eager_s:.2f} "
+            f"max_pixel_diff graph_vs_eager={_pixel_diff(ours, eager):.4f} "
+            f"eager_vs_eager={_pixel_diff(eager_again, eager):.4f}"
+        )
     print(f"ours_s={ours_s:.2f} lucent_s={lucent_s:.2f} ours_objective_gain_min={min(gains):.2f}")
     print(f"speedup_vs_lucent={lucent_s / ours_s:.2f}")
 

@@ -15,9 +15,10 @@ so rendering with batch size 1 or 64 follows the same trajectories.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -171,15 +172,17 @@ def plan_groups(
     return groups
 
 
-def _chunks(groups: list[Group], batch_size: int) -> list[list[Group]]:
-    """Groups of one layer per chunk, at most `batch_size` entries (a bigger group goes alone).
+def _chunks(groups: list[Group], batch_size: int, split_layers: bool = True) -> list[list[Group]]:
+    """Chunks of at most `batch_size` entries (a bigger group goes alone).
 
-    One layer per chunk because the forward pass stops at the chunk's deepest layer: mixed
-    with a deep layer, an early layer's entries would pay for the whole depth.
+    With `split_layers` (CPU), one layer per chunk: the forward pass stops at the chunk's
+    deepest layer, so mixed with a deep layer an early layer's entries would pay for the
+    whole depth. On a GPU a small batch costs launches, not arithmetic, so fewer, fuller
+    chunks win and layers share them.
     """
     by_layer: dict[str, list[Group]] = {}
     for group in groups:
-        by_layer.setdefault(group.unit.layer, []).append(group)
+        by_layer.setdefault(group.unit.layer if split_layers else "", []).append(group)
     chunks: list[list[Group]] = []
     for layer_groups in by_layer.values():
         chunks.append([])
@@ -236,8 +239,12 @@ def render_visualizations(
     steps: int | None = None,
     progress: Callable[[str, int, int], None] | None = None,
     diversity_weights: Mapping[tuple[UnitRef, str], float] | None = None,
+    render_model: LoadedModel | None = None,
 ) -> list[Visualization]:
     """Max and/or min visualizations of `units`: per unit and direction 1 plain + n_diverse.
+
+    `render_model`: the network to optimise through, from `fold_for_rendering(model,
+    layers)`; folded here when not given (callers that render repeatedly fold once).
 
     `diversity_weights` (the diversity search): render only these (unit, direction) groups,
     each with its own alpha. Entries keep their numbers in the full units x directions plan,
@@ -256,10 +263,12 @@ def render_visualizations(
             if (g.unit, g.direction) in diversity_weights
         ]
     max_steps = steps or config.steps
-    render_model = fold_for_rendering(model, list(dict.fromkeys(u.layer for u in units)))
+    if render_model is None:
+        render_model = fold_for_rendering(model, list(dict.fromkeys(u.layer for u in units)))
+    split_layers = model.device.type != "cuda"
     results: list[Visualization] = []
     batch_size = config.batch_size
-    pending = _chunks(groups, batch_size)
+    pending = _chunks(groups, batch_size, split_layers)
     total = len(groups)
     while pending:
         chunk = pending.pop(0)
@@ -278,12 +287,162 @@ def render_visualizations(
             warnings.warn(f"out of memory: FV batch size halved to {batch_size}", stacklevel=2)
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
-            pending = _chunks(chunk, batch_size) + pending
+            pending = _chunks(chunk, batch_size, split_layers) + pending
             continue
         if progress is not None:
             progress("visualizations", len(results), total)
     order = {(g.unit, g.direction): i for i, g in enumerate(groups)}
     return sorted(results, key=lambda v: order[(v.unit, v.direction)])
+
+
+# Transform draws are made on the host (seeded per step) a block of steps at a time, and
+# moved to the device in one copy: no host-to-device copy inside a step.
+_DRAW_BLOCK = 64
+# Eager steps before a CUDA graph is captured (PyTorch's recipe warms up on a side stream).
+_GRAPH_WARMUP_STEPS = 3
+
+
+def _draw_block(
+    config: FVConfig, n_entries: int, seed: int, first_step: int, count: int, entries: list[int]
+) -> torch.Tensor:
+    """Draws of steps first_step.. for `entries`, packed as (count, len(entries), 6)."""
+    rows = []
+    for step in range(first_step, first_step + count):
+        d = draw_transforms(config, n_entries, seed, step)
+        rows.append(
+            torch.cat(
+                [
+                    d.shift1[entries],
+                    d.scale[entries, None],
+                    d.angle[entries, None],
+                    d.shift2[entries],
+                ],
+                dim=1,
+            )
+        )
+    return torch.stack(rows)
+
+
+def _unpack_draws(packed: torch.Tensor) -> TransformDraws:
+    return TransformDraws(packed[:, 0:2], packed[:, 2], packed[:, 3], packed[:, 4:6])
+
+
+class _ChunkOptimisation:
+    """One chunk's images, optimizer and optimisation step.
+
+    The step reads its transform draws from one static tensor and returns the groups' mean
+    objectives, so on CUDA the whole step (forward, backward, Adam) can be captured once
+    as a CUDA graph and replayed: a step then costs one launch instead of hundreds, which
+    is what bounds small batches on a GPU.
+    """
+
+    def __init__(
+        self,
+        model: LoadedModel,
+        chunk: list[Group],
+        config: FVConfig,
+        seed: int,
+        capture: LayerCapture,
+        graphable: bool,
+    ):
+        device = model.device
+        self.chunk = chunk
+        self.config = config
+        self.capture = capture
+        self.render_size = config.render_size or model.preprocessing.image_size
+        self.entries = [g.first_entry + i for g in chunk for i in range(g.size)]
+        spectrum = torch.stack(
+            [
+                FourierImages.initial_spectrum(config.image_size, seed * 1_000_003 + e)
+                for e in self.entries
+            ]
+        )
+        self.param = FourierImages(spectrum, config.image_size).to(device)
+        self.optimizer = torch.optim.Adam(
+            self.param.parameters(), lr=config.lr, capturable=graphable
+        )
+        self.normalize = model.normalizer()
+        self.entry_units = [g.unit for g in chunk for _ in range(g.size)]
+        self.signs = torch.tensor(
+            [DIRECTIONS[g.direction] for g in chunk for _ in range(g.size)], device=device
+        )
+        rows: dict[str, list[int]] = {}
+        for i, unit in enumerate(self.entry_units):
+            rows.setdefault(unit.layer, []).append(i)
+        self.row_index = {k: torch.tensor(v, device=device) for k, v in rows.items()}
+        self.col_index = {
+            k: torch.tensor([self.entry_units[i].index for i in v], device=device)
+            for k, v in rows.items()
+        }
+        self.starts = [sum(g.size for g in chunk[:i]) for i in range(len(chunk))]
+        self.draws = torch.zeros(len(self.entries), 6, device=device)
+
+    def step(self) -> torch.Tensor:
+        """One eager step with the draws in `self.draws`; returns the groups' mean objectives."""
+        self.optimizer.zero_grad(set_to_none=True)
+        return self._forward_backward_update()
+
+    def _forward_backward_update(self) -> torch.Tensor:
+        x = transform_batch(
+            self.param(), _unpack_draws(self.draws), self.config.pad, self.render_size
+        )
+        outputs = self.capture.run(self.normalize(x))
+        score = torch.zeros(len(self.entries), device=x.device)
+        for layer, out in outputs.items():
+            acts = reduce_units(out)[self.row_index[layer], self.col_index[layer]]
+            score = score.index_put((self.row_index[layer],), acts)
+        score = score * self.signs
+        loss = -score.sum()
+        for group, start in zip(self.chunk, self.starts, strict=True):
+            if group.size > 2 and group.alpha > 0:
+                feats = outputs[group.unit.layer][start + 1 : start + group.size]
+                loss = loss + group.alpha * diversity_penalty(feats)
+        loss.backward()
+        self.optimizer.step()
+        means = [score[s : s + g.size].mean() for g, s in zip(self.chunk, self.starts, strict=True)]
+        return torch.stack(means).detach()
+
+    def capture_graph(self) -> Callable[[], torch.Tensor] | None:
+        """The step as a replayable CUDA graph, or None (with a warning) if capture fails.
+
+        Capture runs nothing, so a failed capture leaves the images and Adam's state as
+        they were and the caller goes on eagerly.
+        """
+        graph = torch.cuda.CUDAGraph()
+        self.optimizer.zero_grad(set_to_none=True)
+        try:
+            with torch.cuda.graph(graph):
+                static_means = self._forward_backward_update()
+        except RuntimeError as exc:  # capture refused an op: the eager step is always right
+            warnings.warn(f"CUDA graph capture failed ({exc}); rendering eagerly", stacklevel=3)
+            torch.cuda.synchronize()
+            return None
+
+        def replay() -> torch.Tensor:
+            graph.replay()
+            return static_means.clone()
+
+        return replay
+
+
+@contextlib.contextmanager
+def _graph_setup_warnings_muted() -> Iterator[None]:
+    """Mute autograd's stream-mismatch warning while warming up and capturing on side streams.
+
+    The images live on the default stream while PyTorch's recipe runs warm-up and capture
+    on side streams; autograd then warns that gradient accumulation crosses streams and
+    synchronizes them itself. That is the recipe working as documented, not a fault: the
+    replayed render matches the eager one (tests/test_fv_cuda.py).
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The AccumulateGrad node's stream")
+        yield
+
+
+def _use_cuda_graphs(model: LoadedModel, config: FVConfig, max_steps: int) -> bool:
+    return (
+        config.cuda_graphs and model.device.type == "cuda" and max_steps > 2 * _GRAPH_WARMUP_STEPS
+    )
 
 
 def _render_chunk(
@@ -300,55 +459,33 @@ def _render_chunk(
     `model` renders (it may be the folded copy); `measure_model` is the model the natural
     exemplars were measured with, so the validity rule compares like with like.
     """
-    device = model.device
-    size = config.image_size
-    render_size = config.render_size or model.preprocessing.image_size
-    entries = [g.first_entry + i for g in chunk for i in range(g.size)]
-    spectrum = torch.stack(
-        [FourierImages.initial_spectrum(size, seed * 1_000_003 + e) for e in entries]
-    )
-    param = FourierImages(spectrum, size).to(device)
-    optimizer = torch.optim.Adam(param.parameters(), lr=config.lr)
-    normalize = model.normalizer()
-    entry_units = [g.unit for g in chunk for _ in range(g.size)]
-    signs = torch.tensor(
-        [DIRECTIONS[g.direction] for g in chunk for _ in range(g.size)], device=device
-    )
-    rows = {
-        layer: [i for i, u in enumerate(entry_units) if u.layer == layer]
-        for layer in dict.fromkeys(u.layer for u in entry_units)
-    }
-    row_index = {k: torch.tensor(v, device=device) for k, v in rows.items()}
-    col_index = {
-        k: torch.tensor([entry_units[i].index for i in v], device=device) for k, v in rows.items()
-    }
-    starts = [sum(g.size for g in chunk[:i]) for i in range(len(chunk))]
+    graphs = _use_cuda_graphs(model, config, max_steps)
     history: list[torch.Tensor] = []
     step = 0
-    with LayerCapture(model, rows, reduce=False) as capture:
+    with LayerCapture(model, {g.unit.layer for g in chunk}, reduce=False) as capture:
+        opt = _ChunkOptimisation(model, chunk, config, seed, capture, graphable=graphs)
+        run_step: Callable[[], torch.Tensor] = opt.step
+        side_stream = torch.cuda.Stream() if graphs else None
+        block = torch.empty(0)
         for step in range(1, max_steps + 1):
-            optimizer.zero_grad(set_to_none=True)
-            draws = draw_transforms(config, n_entries, seed, step)
-            picked = TransformDraws(*(t[entries] for t in vars(draws).values()))
-            x = transform_batch(param(), picked, config.pad, render_size)
-            outputs = capture.run(normalize(x))
-            score = torch.zeros(len(entries), device=device)
-            for layer, out in outputs.items():
-                acts = reduce_units(out)[row_index[layer], col_index[layer]]
-                score = score.index_put((row_index[layer],), acts)
-            score = score * signs
-            loss = -score.sum()
-            for group, start in zip(chunk, starts, strict=True):
-                if group.size > 2 and group.alpha > 0:
-                    feats = outputs[group.unit.layer][start + 1 : start + group.size]
-                    loss = loss + group.alpha * diversity_penalty(feats)
-            loss.backward()
-            optimizer.step()
-            history.append(
-                torch.stack(
-                    [score[s : s + g.size].mean() for g, s in zip(chunk, starts, strict=True)]
-                ).detach()
-            )
+            offset = (step - 1) % _DRAW_BLOCK
+            if offset == 0:
+                count = min(_DRAW_BLOCK, max_steps - step + 1)
+                block = _draw_block(config, n_entries, seed, step, count, opt.entries)
+                block = block.to(model.device)
+            opt.draws.copy_(block[offset])
+            if side_stream is not None and step <= _GRAPH_WARMUP_STEPS:
+                # PyTorch's recipe: warm up on a side stream before capturing.
+                side_stream.wait_stream(torch.cuda.current_stream())
+                with _graph_setup_warnings_muted(), torch.cuda.stream(side_stream):
+                    history.append(opt.step())
+                torch.cuda.current_stream().wait_stream(side_stream)
+                if step == _GRAPH_WARMUP_STEPS:
+                    with _graph_setup_warnings_muted():
+                        run_step = opt.capture_graph() or opt.step
+                    side_stream = None
+            else:
+                history.append(run_step())
             window = config.plateau_window
             if (
                 config.early_stop
@@ -358,9 +495,12 @@ def _render_chunk(
                 and _plateaued(history, window, config.plateau_tolerance)
             ):
                 break
+        param = opt.param
+        entry_units = opt.entry_units
+        starts = opt.starts
     with torch.no_grad():
         final = param().detach()
-    activations = measure_units(measure_model, final, entry_units, render_size)
+    activations = measure_units(measure_model, final, entry_units, opt.render_size)
     curves = torch.stack(history).cpu().numpy()
     pixels = final.permute(0, 2, 3, 1).cpu().numpy()
     return [
