@@ -7,7 +7,8 @@ model's input size). Both renderers are warmed up (a 2-step render each) before 
 so one-off costs (CUDA context, cuDNN handles, module loading) stay out of both figures.
 
 Usage: python bench/fv_render.py [--steps 32] [--device cpu|cuda|cuda:1]
-On CUDA it also times our renderer without CUDA graphs (`ours_eager_s`). Last line:
+On CUDA it also times our renderer without CUDA graphs (`ours_eager_s`). It prints the
+network FLOP ratio too (what skipped work alone would give). Last line:
 speedup_vs_lucent=X.XX
 """
 
@@ -18,10 +19,12 @@ import time
 
 import torch
 from lucent.optvis import objectives, param, render, transform
+from torch.utils.flop_counter import FlopCounterMode
 
+from server.stimuli.folding import fold_for_rendering
 from server.stimuli.generate import FVConfig
 from server.stimuli.models import load_model
-from server.stimuli.units import sample_units
+from server.stimuli.units import LayerCapture, sample_units
 from server.stimuli.visualize import render_visualizations
 
 
@@ -67,6 +70,28 @@ def time_lucent(model, units, steps: int) -> float:
     return time.perf_counter() - start
 
 
+def network_flop_ratio(model, units) -> float:
+    """Network FLOPs per unit-step, lucent's over ours (torch's FlopCounterMode).
+
+    lucent runs the whole network forward, then backward to the unit's layer; ours stops
+    at the layer and runs a folded copy. This is the speedup the same arithmetic
+    efficiency would give; a measured speedup above it is efficiency (batching, fewer
+    launches), not skipped work.
+    """
+    folded = fold_for_rendering(model, list(dict.fromkeys(u.layer for u in units)))
+
+    def flops(net, layer: str, stop_early: bool) -> int:
+        x = torch.rand(1, 3, 224, 224, device=model.device, requires_grad=True)
+        capture = LayerCapture(net, [layer], reduce=False, stop_early=stop_early)
+        with FlopCounterMode(display=False) as counter, capture:
+            capture.run(x)[layer][:, 0].mean().backward()
+        return counter.get_total_flops()
+
+    lucent = sum(flops(model, u.layer, stop_early=False) for u in units)
+    ours = sum(flops(folded, u.layer, stop_early=True) for u in units)
+    return lucent / ours
+
+
 def _pixel_diff(a: list, b: list) -> float:
     return max(float(abs(x.images - y.images).max()) for x, y in zip(a, b, strict=True))
 
@@ -99,6 +124,7 @@ def main() -> None:
             f"eager_vs_eager={_pixel_diff(eager_again, eager):.4f}"
         )
     print(f"ours_s={ours_s:.2f} lucent_s={lucent_s:.2f} ours_objective_gain_min={min(gains):.2f}")
+    print(f"network_flop_ratio={network_flop_ratio(model, units):.2f}")
     print(f"speedup_vs_lucent={lucent_s / ours_s:.2f}")
 
 
