@@ -3,7 +3,9 @@
 Sets up the fast demo study, creates sessions in-process, starts the server in a
 subprocess on 127.0.0.1 (uvloop, httptools, no access log), then C keep-alive clients POST
 responses for a bounded time, and the same bodies to an echo route of the same app
-(registered after the product's routes). Rates are over the time actually used. Prints
+(registered after the product's routes), alternating in short rounds so that both see
+the same machine. Rates are over the time actually used; the server's CPU time per request
+is printed too. Prints
 `responses_per_s=… p99_ms=… ratio_vs_echo=…` (goal on 2 cores: ≥1000/s, p99 < 50 ms, ≥ 0.5).
 
     python bench/ingest.py [--seconds 10] [--concurrency 16] [--sessions 1500]
@@ -14,11 +16,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
@@ -90,30 +94,51 @@ async def _post(reader, writer, path: str, token: str, body: bytes) -> int:
     return status
 
 
-async def drive(port: int, sessions, concurrency: int, seconds: float, echo: bool):
-    """(acknowledged POSTs per second, latencies in ms) over `seconds` of C clients.
+@dataclass
+class Phase:
+    """What one route got over all rounds: acknowledged POSTs, seconds used, latencies."""
 
-    The rate is over the time actually used: if the sessions' trials run out first (each
-    can be answered once), dividing by `seconds` would understate it. The echo stores
-    nothing, so it reuses the sessions' bodies and never runs out.
+    count: int = 0
+    seconds: float = 0.0
+    cpu_s: float = 0.0
+    latencies: list[float] = field(default_factory=list)
+
+    @property
+    def rate(self) -> float:
+        return self.count / self.seconds
+
+
+async def drive(
+    port: int, work: list, concurrency: int, seconds: float, echo_bodies: list | None = None
+) -> Phase:
+    """C clients POST for `seconds`; returns the acknowledged count, time used, latencies.
+
+    `work` is a stack of (session id, token, trials left) shared across rounds: a session
+    cut off by the deadline goes back with the trials it has left, since each trial can be
+    answered once. The echo (`echo_bodies` given) stores nothing and cycles through those.
+    The time is the time actually used: if the sessions run out first, dividing by
+    `seconds` would understate it.
     """
-    queue = list(reversed(sessions))
+    echo = echo_bodies is not None
     latencies: list[float] = []
     failures: list[int] = []
     started = time.perf_counter()
     deadline = started + seconds
+    borrowed = list(echo_bodies) if echo_bodies is not None else work
 
     async def client() -> None:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         while time.perf_counter() < deadline:
-            if not queue:
+            if not borrowed:
                 if not echo:
                     break
-                queue.extend(reversed(sessions))
-            session_id, token, trials = queue.pop()
+                borrowed.extend(echo_bodies)
+            session_id, token, trials = borrowed.pop()
             path = "/bench/echo" if echo else f"/api/v1/sessions/{session_id}/responses"
-            for trial_id in trials:
+            for i, trial_id in enumerate(trials):
                 if time.perf_counter() >= deadline:
+                    if not echo:
+                        work.append((session_id, token, trials[i:]))
                     break
                 body = json.dumps(
                     {
@@ -138,7 +163,36 @@ async def drive(port: int, sessions, concurrency: int, seconds: float, echo: boo
         raise SystemExit(f"{len(failures)} requests failed, e.g. HTTP {failures[0]}")
     if not echo and elapsed < seconds:
         print(f"all sessions answered after {elapsed:.1f} s: raise --sessions", file=sys.stderr)
-    return len(latencies) / elapsed, latencies
+    return Phase(len(latencies), elapsed, 0.0, latencies)
+
+
+def run_rounds(port: int, pid: int, sessions: list, args: argparse.Namespace) -> dict[bool, Phase]:
+    """Alternate responses and echo in short rounds, so that both see the same machine.
+
+    On a shared machine the speed drifts by tens of percent within a minute; two long
+    phases one after the other would turn that drift into the ratio.
+    """
+    work = [(sid, token, list(trials)) for sid, token, trials in reversed(sessions)]
+    echo_bodies = list(work)
+    phases = {False: Phase(), True: Phase()}
+    for _ in range(args.rounds):
+        for echo in (False, True):
+            before = _server_cpu_s(pid)
+            seconds = args.seconds / args.rounds
+            bodies = echo_bodies if echo else None
+            got = asyncio.run(drive(port, work, args.concurrency, seconds, bodies))
+            phase = phases[echo]
+            phase.cpu_s += _server_cpu_s(pid) - before
+            phase.count += got.count
+            phase.seconds += got.seconds
+            phase.latencies += got.latencies
+    return phases
+
+
+def _server_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) the server process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def p99(values: list[float]) -> float:
@@ -151,6 +205,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--sessions", type=int, default=1500)
+    parser.add_argument("--rounds", type=int, default=5, help="alternations of the two routes")
     parser.add_argument("--port", type=int, default=0, help="default: a free one")
     parser.add_argument(
         "--data-dir", default=str(Path(tempfile.gettempdir()) / "psychinterp-bench")
@@ -191,17 +246,19 @@ def main() -> None:
                 break
             except httpx.TransportError:
                 time.sleep(0.1)
-        rate, lat = asyncio.run(drive(args.port, sessions, args.concurrency, args.seconds, False))
-        echo_rate, lat_echo = asyncio.run(
-            drive(args.port, sessions, args.concurrency, args.seconds, True)
-        )
+        phases = run_rounds(args.port, server.pid, sessions, args)
     finally:
         server.terminate()
         server.wait(timeout=10)
+    ours, echo = phases[False], phases[True]
     print(
-        f"responses_per_s={rate:.0f} p99_ms={p99(lat):.1f} echo_per_s={echo_rate:.0f} "
-        f"echo_p99_ms={p99(lat_echo):.1f} ratio_vs_echo={rate / echo_rate:.2f} "
-        f"concurrency={args.concurrency}"
+        f"server_cpu_us_per_request responses={ours.cpu_s / ours.count * 1e6:.0f} "
+        f"echo={echo.cpu_s / echo.count * 1e6:.0f} rounds={args.rounds}"
+    )
+    print(
+        f"responses_per_s={ours.rate:.0f} p99_ms={p99(ours.latencies):.1f} "
+        f"echo_per_s={echo.rate:.0f} echo_p99_ms={p99(echo.latencies):.1f} "
+        f"ratio_vs_echo={ours.rate / echo.rate:.2f} concurrency={args.concurrency}"
     )
 
 
