@@ -21,3 +21,15 @@ def test_unknown_study_is_404_with_reason(client):
     reply = client.get("/api/v1/studies/no-such-study")
     assert reply.status_code == 404
     assert "no-such-study" in reply.json()["detail"]
+
+
+def test_response_body_must_be_sent_as_json(client):
+    body = '{"trial_id": "t", "choice": "a", "confidence": 1, "rt_ms": 1, "idempotency_key": "k" }'
+    for content_type in ("text/plain", "application/x-www-form-urlencoded", None):
+        headers = {"Authorization": "Bearer x"}
+        if content_type:
+            headers["Content-Type"] = content_type
+        reply = client.post("/api/v1/sessions/nosuch/responses", content=body, headers=headers)
+        assert reply.status_code == 415, content_type
+        assert reply.json()["code"] == "UnsupportedMediaType"
+        assert "application/json" in reply.json()["detail"]

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import Connection
 
 from server.api.deps import SessionDep, run_write
+from server.errors import AppError
 from server.studies import responses, sessions
 from server.studies.responses import ResponseIn
 from server.studies.sessions import SessionAuth
@@ -109,8 +110,16 @@ async def _parse_json(request: Request, model: type[M]) -> M:
 
     A declared body parameter costs the hot route a quarter of its HTTP time: FastAPI
     decodes the JSON into dicts, validates them, and the handler copies the model again.
-    Errors keep FastAPI's shape (a RequestValidationError with `body` locations).
+    Errors keep FastAPI's shape (a RequestValidationError with `body` locations). Only
+    JSON is accepted, as a declared body would (a form or text/plain post gets a 415).
     """
+    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media_type != "application/json":
+        raise AppError(
+            f"send the body as JSON with Content-Type: application/json (got {media_type!r})",
+            status_code=415,
+            code="UnsupportedMediaType",
+        )
     try:
         return model.model_validate_json(await request.body())
     except ValidationError as exc:
