@@ -224,3 +224,23 @@ def test_batch_size_does_not_change_the_trajectories(lite0, units):
 def test_unknown_direction_is_rejected(lite0, units):
     with pytest.raises(AppError, match="max or min"):
         render_visualizations(lite0, units[:1], _fv_config(), directions=("up",))
+
+
+def test_batches_hold_one_layer_on_cpu_and_share_layers_on_gpu():
+    from server.stimuli.visualize import _chunks, plan_groups
+
+    units = [UnitRef("m", layer, i) for layer in ("a", "b") for i in range(3)]
+    groups = plan_groups(units, n_diverse=1, directions=("max", "min"), alpha=1.0)  # 2 each
+    by_layer = _chunks(groups, batch_size=8)  # 12 entries per layer
+    assert [[g.unit.layer for g in c] for c in by_layer] == [
+        ["a"] * 4,
+        ["a"] * 2,
+        ["b"] * 4,
+        ["b"] * 2,
+    ]
+    shared = _chunks(groups, batch_size=8, split_layers=False)
+    assert [sum(g.size for g in c) for c in shared] == [8, 8, 8]
+    assert {g.unit.layer for g in shared[1]} == {"a", "b"}
+    # Every group is rendered exactly once either way.
+    for chunks in (by_layer, shared):
+        assert sorted(g.first_entry for c in chunks for g in c) == [g.first_entry for g in groups]
