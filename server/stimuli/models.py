@@ -16,6 +16,7 @@ from torch import nn
 from torchvision import transforms
 
 from server.errors import AppError
+from server.stimuli.cpu_memory import keep_freed_memory
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -277,6 +278,8 @@ def load_model(
     """Load a model offline, in eval mode, with gradients off for its parameters."""
     spec = name if isinstance(name, ModelSpec) else resolve_spec(name, weights)
     dev = resolve_device(device)
+    if dev.type == "cpu":
+        keep_freed_memory()  # big CPU tensors otherwise page-fault on every step
     module = _LOADERS[spec.source](spec)
     # channels_last: ~25% faster convolutions (forward and backward) on CPU and on GPUs;
     # it changes the memory layout only, never the results.
