@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from server.stimuli.folding import full_fp32
 from server.stimuli.generate import FVConfig
 from server.stimuli.models import load_model
 from server.stimuli.units import count_forward_hooks, sample_units
@@ -23,11 +24,8 @@ pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 @pytest.fixture
 def no_tf32():
     """Full float32, so that eager and graph differ only by atomics' summation order."""
-    cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
-    saved = cudnn.allow_tf32, matmul.allow_tf32
-    cudnn.allow_tf32 = matmul.allow_tf32 = False
-    yield
-    cudnn.allow_tf32, matmul.allow_tf32 = saved
+    with full_fp32():
+        yield
 
 
 def test_cuda_graph_render_replays_the_eager_render(no_tf32):

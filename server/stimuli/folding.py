@@ -201,7 +201,7 @@ def _shift_kernel(conv: nn.Conv2d) -> None:
 
 
 @contextlib.contextmanager
-def _full_fp32() -> Iterator[None]:
+def full_fp32() -> Iterator[None]:
     """TF32 off for a moment: CUDA convolutions default to it, and its rounding (about 1e-3
     per layer, compounding with depth) would hide what the check looks for, a wrong fold."""
     cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
@@ -216,7 +216,7 @@ def _full_fp32() -> Iterator[None]:
 def _same_outputs(original: LoadedModel, folded: LoadedModel, layers: Sequence[str]) -> bool:
     """The requested layers agree (float32 tolerance) on a random probe batch."""
     x = _probe_input(original, n=2, seed=1)
-    with torch.no_grad(), _full_fp32():
+    with torch.no_grad(), full_fp32():
         with LayerCapture(original, layers, reduce=False) as capture:
             expected = capture.run(x)
         with LayerCapture(folded, layers, reduce=False) as capture:

@@ -495,12 +495,9 @@ def _render_chunk(
                 and _plateaued(history, window, config.plateau_tolerance)
             ):
                 break
-        param = opt.param
-        entry_units = opt.entry_units
-        starts = opt.starts
     with torch.no_grad():
-        final = param().detach()
-    activations = measure_units(measure_model, final, entry_units, opt.render_size)
+        final = opt.param().detach()
+    activations = measure_units(measure_model, final, opt.entry_units, opt.render_size)
     curves = torch.stack(history).cpu().numpy()
     pixels = final.permute(0, 2, 3, 1).cpu().numpy()
     return [
@@ -512,5 +509,5 @@ def _render_chunk(
             history=curves[:, i],
             steps=step,
         )
-        for i, (g, s) in enumerate(zip(chunk, starts, strict=True))
+        for i, (g, s) in enumerate(zip(chunk, opt.starts, strict=True))
     ]
