@@ -14,6 +14,7 @@ from server.api import admin, health, participant, participant_pages, stimuli_fi
 from server.config import Settings, get_settings
 from server.db.migrate import upgrade_database
 from server.db.session import make_engine, make_session_factory
+from server.db.write_process import close_writers
 from server.errors import AppError
 from web import STATIC_DIR
 
@@ -25,6 +26,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         yield
+        await close_writers(app.state.engine)
         app.state.engine.dispose()
 
     app = FastAPI(

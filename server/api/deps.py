@@ -26,8 +26,9 @@ def get_db(request: Request) -> Iterator[Session]:
 
 async def run_write(request: Request, write: writes.Write[writes.T]) -> writes.T:
     """`write(connection)` committed before this returns (the hot path): grouped with the
-    other queued writes on SQLite's writer thread, a transaction of its own on PostgreSQL
-    (see server/db/writes.py)."""
+    other queued writes in SQLite's writer process, a transaction of its own on PostgreSQL
+    (see server/db/writes.py). `write` must be picklable: a functools.partial of a
+    module-level function."""
     return await writes.run_write(request.app.state.engine, write)
 
 

@@ -6,13 +6,13 @@ there. Shapes follow API_CONTRACT.md (the browser task is built against it).
 
 from __future__ import annotations
 
+import functools
 from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import APIRouter, Header, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from sqlalchemy import Connection
 
 from server.api.deps import SessionDep, run_write
 from server.errors import AppError
@@ -154,10 +154,10 @@ async def post_response(session_id: str, request: Request) -> JSONResponse:
         body.data,
     )
     token = _bearer(request.headers.get("authorization"))
-
-    def record(conn: Connection) -> tuple[dict[str, Any], bool]:
-        return responses.record_response(conn, session_id, token, answer)
-
+    # A partial of a module-level function: it is pickled to SQLite's writer process.
+    record = functools.partial(
+        responses.record_response, session_id=session_id, token=token, r=answer
+    )
     result, created = await run_write(request, record)
     return JSONResponse(result, status_code=201 if created else 200)
 
