@@ -8,6 +8,7 @@ import asyncio
 import functools
 import os
 import signal
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from sqlalchemy import Connection, insert, select, text
@@ -46,6 +47,12 @@ def bar_then_refuse(conn: Connection) -> None:
 def stored(engine) -> set[str]:
     with engine.connect() as conn:
         return set(conn.scalars(select(BarredWorker.worker_hash)))
+
+
+def run_on_own_loop(coroutine):
+    """Run on a loop of its own thread: a browser test's event loop may be running here."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
 
 
 def commit_batch(engine, writes: list) -> list[Outcome]:
@@ -130,7 +137,7 @@ def test_the_writer_process_commits_in_groups_and_returns_each_answer(writer_eng
         await close_writers(writer_engine)
         return results, pid
 
-    results, pid = asyncio.run(scenario())
+    results, pid = run_on_own_loop(scenario())
     refused = results.pop()
     # The error crosses the process boundary with its type, message and HTTP status.
     assert isinstance(refused, Conflict) and refused.status_code == 409
@@ -155,7 +162,7 @@ def test_a_dead_writer_process_fails_its_writes_clearly_and_is_restarted(writer_
         await close_writers(writer_engine)
         return lost.value, first, second
 
-    error, first, second = asyncio.run(scenario())
+    error, first, second = run_on_own_loop(scenario())
     assert error.status_code == 503 and "same idempotency key" in error.message
     assert second not in (None, first)
     assert stored(writer_engine) == {"before", "after"}
@@ -165,7 +172,7 @@ def test_in_memory_and_postgres_databases_have_no_writer_process():
     async def scenario():
         return writer_for(make_engine("sqlite://"))
 
-    assert asyncio.run(scenario()) is None
+    assert run_on_own_loop(scenario()) is None
 
 
 def test_an_unpicklable_write_is_refused_before_it_is_queued(writer_engine):
@@ -178,5 +185,5 @@ def test_an_unpicklable_write_is_refused_before_it_is_queued(writer_engine):
         await close_writers(writer_engine)
         return answer
 
-    assert asyncio.run(scenario()).split(":")[0] != str(os.getpid())
+    assert run_on_own_loop(scenario()).split(":")[0] != str(os.getpid())
     assert stored(writer_engine) == {"next"}
