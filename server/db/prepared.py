@@ -2,7 +2,7 @@
 
 SQLAlchemy's `Connection.execute` spends about 50 µs of Python per statement (cache key,
 parameter processing, execution context, result set-up): more than SQLite needs to run a
-response's statements, and on a single writer thread that Python time is the ceiling of
+response's statements, and in the single writer process that Python time is the ceiling of
 the whole server. A `Prepared` statement is still written in Core (one definition for
 SQLite and PostgreSQL), compiled once per dialect; its bind values go through the type
 processors SQLAlchemy itself would apply, so what is stored is identical. It runs on the
