@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import multiprocessing
 import pickle
 import signal
@@ -105,9 +104,8 @@ class _Link(asyncio.Protocol):
             future = self.in_flight.popleft()
             if not future.done():
                 future.set_exception(error)
-        self.process.join(timeout=5)  # its socket is closed: it is exiting
-        if self.process.is_alive():
-            self.process.kill()
+        # No join here, on the event loop: `WriterProcess.close` joins on shutdown, and a
+        # child that died is reaped by multiprocessing when the next one starts.
 
     @property
     def alive(self) -> bool:
@@ -237,7 +235,6 @@ def writer_for(engine: Engine) -> WriterProcess | None:
 async def close_writers(engine: Engine) -> None:
     """Stop this loop's writer for the engine's file (app shutdown)."""
     url = _sqlite_file(engine)
-    with contextlib.suppress(RuntimeError):
-        writers = _WRITERS.get(asyncio.get_running_loop(), {})
-        if url is not None and url in writers:
-            await writers.pop(url).close()
+    writers = _WRITERS.get(asyncio.get_running_loop(), {})
+    if url is not None and url in writers:
+        await writers.pop(url).close()
