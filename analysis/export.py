@@ -58,6 +58,42 @@ PARQUET_SCHEMA = pa.schema(
 )
 
 
+#: A cell starting with one of these is run as a formula by Excel, LibreOffice and Google
+#: Sheets (CSV injection: `=HYPERLINK(...)` in a participant-controlled field would run on the
+#: researcher's machine). Tab and CR count too: some spreadsheets strip them first.
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _neutralise_cell(value: object) -> object:
+    if isinstance(value, str) and value.startswith(FORMULA_PREFIXES):
+        return "'" + value  # the spreadsheet convention: a leading quote means "text"
+    return value
+
+
+def neutralise_formulas(frame: pd.DataFrame) -> pd.DataFrame:
+    """`frame` with text cells that a spreadsheet would run as formulas prefixed by `'`.
+
+    Only text cells change: numbers (a negative `rt_ms`, a float in an object column) are
+    left as they are, so numeric columns still read back as numbers.
+    """
+    text_columns = [
+        column
+        for column in frame.columns
+        if frame[column].dtype == object or isinstance(frame[column].dtype, pd.StringDtype)
+    ]
+    if not text_columns:
+        return frame
+    frame = frame.copy()
+    for column in text_columns:
+        frame[column] = frame[column].map(_neutralise_cell)
+    return frame
+
+
+def to_safe_csv(frame: pd.DataFrame, **kwargs) -> str | None:
+    """`frame.to_csv(**kwargs)` with formula cells neutralised: the only way CSV is written."""
+    return neutralise_formulas(frame).to_csv(**kwargs)
+
+
 @dataclass(frozen=True)
 class ExportResult:
     path: Path
@@ -91,7 +127,13 @@ def export_study(
     try:
         for chunk in study_rows(database, slug, chunk_size=chunk_size):
             if fmt == "csv":
-                chunk.to_csv(path, mode="w" if rows == 0 else "a", header=rows == 0, index=False)
+                to_safe_csv(
+                    chunk,
+                    path_or_buf=path,
+                    mode="w" if rows == 0 else "a",
+                    header=rows == 0,
+                    index=False,
+                )
             else:
                 writer = writer or pq.ParquetWriter(path, PARQUET_SCHEMA)
                 writer.write_table(_for_parquet(chunk))

@@ -16,6 +16,7 @@ from server.db.migrate import upgrade_database
 from server.db.session import make_engine, make_session_factory
 from server.db.write_process import close_writers
 from server.errors import AppError
+from server.security_headers import ResearcherSecurityHeaders
 from web import STATIC_DIR
 
 
@@ -78,4 +79,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(stimuli_files.router)
     app.include_router(participant_pages.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    app.add_middleware(ResearcherSecurityHeaders)  # admin pages, admin API, exports
     return app

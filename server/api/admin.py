@@ -21,6 +21,7 @@ from server.auth import LoginFailed, admin_for_token, login, logout
 from server.db.models import AdminSession, AdminUser, ParticipantSession, Study
 from server.db.models import Response as Answer
 from server.errors import AppError, Forbidden, NotFound
+from server.security_headers import REPORT_CSP
 from web import TEMPLATES_DIR
 
 router = APIRouter(prefix="/admin", tags=["admin"], include_in_schema=False)
@@ -186,6 +187,7 @@ def study_action(
 @router.get("/studies/{slug}/export.csv")
 def export_csv(request: Request, slug: str, db: SessionDep, admin: CurrentAdmin) -> Response:
     from analysis import study_rows
+    from analysis.export import to_safe_csv
 
     _get_study(db, slug)
     engine = request.app.state.engine
@@ -193,7 +195,7 @@ def export_csv(request: Request, slug: str, db: SessionDep, admin: CurrentAdmin)
     def chunks():
         header = True
         for frame in study_rows(engine, slug):
-            yield frame.to_csv(index=False, header=header)
+            yield to_safe_csv(frame, index=False, header=header)
             header = False
 
     return StreamingResponse(
@@ -207,4 +209,7 @@ def export_csv(request: Request, slug: str, db: SessionDep, admin: CurrentAdmin)
 def report(request: Request, slug: str, db: SessionDep, admin: CurrentAdmin) -> Response:
     from analysis.dashboard import study_report_html
 
-    return HTMLResponse(study_report_html(request.app.state.engine, _get_study(db, slug)))
+    return HTMLResponse(
+        study_report_html(request.app.state.engine, _get_study(db, slug)),
+        headers={"Content-Security-Policy": REPORT_CSP},  # inline styles, data: figures
+    )
