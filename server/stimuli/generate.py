@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import tempfile
 import warnings
 from collections.abc import Callable
@@ -432,6 +433,34 @@ def _write(
             )
         )
 
+    # Files are written in random order (issue 25): no write time, inode or directory order
+    # can tell a query_max from a query_min. The rows below keep their deterministic order.
+    shuffle = random.SystemRandom().shuffle
+    positions = sorted(
+        {
+            pos
+            for unit in computed.units
+            if computed.valid[unit]
+            for ex in computed.exemplars[unit]
+            for pos in (*ex.reference_max, *ex.reference_min, ex.query_max, ex.query_min)
+        }
+    )
+    shuffle(positions)
+    for pos in positions:
+        natural(pos)
+    synthetic: list[tuple[UnitRef, str, int]] = [
+        (unit, direction, rank)
+        for unit in computed.units
+        if computed.valid[unit]
+        for direction in (("max", "min") if config.fv.enabled else ())
+        for rank in range(len(computed.visualizations[(unit, direction)].images))
+    ]
+    shuffle(synthetic)
+    synthetic_hashes = {
+        key: writer.put(computed.visualizations[key[:2]].images[key[2]], "synthetic", "png")
+        for key in synthetic
+    }
+
     for unit in computed.units:
         if not computed.valid[unit]:
             continue
@@ -447,8 +476,8 @@ def _write(
                     add(unit, natural(pos), role, "natural", ex.batch, rank, acts[pos])
         for direction in ("max", "min") if config.fv.enabled else ():
             vis = computed.visualizations[(unit, direction)]
-            for rank, (pixels, act) in enumerate(zip(vis.images, vis.activations, strict=True)):
-                sha = writer.put(pixels, "synthetic", "png")
+            for rank, act in enumerate(vis.activations):
+                sha = synthetic_hashes[(unit, direction, rank)]
                 add(unit, sha, f"reference_{direction}", "synthetic", 0, rank, act)
     manifest = {
         "stimulus_set": stimulus_set.id,
