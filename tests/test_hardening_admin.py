@@ -158,3 +158,67 @@ def test_admin_csv_export_neutralises_formulas_and_is_not_cached(study_with_form
         assert export.status_code == 200
         _check_csv(export.text)
         _assert_security_headers(export, "export.csv")
+
+
+# --- finding 8: durability -----------------------------------------------------------------
+
+
+def synchronous_level(conn) -> int:
+    """A hot-path write (module level: it travels to the writer process by pickle)."""
+    return conn.exec_driver_sql("PRAGMA synchronous").scalar()
+
+
+def test_sqlite_commits_are_durable_in_the_writer_process_and_elsewhere(sqlite_url):
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    from server.db.migrate import upgrade_database
+    from server.db.session import make_engine
+    from server.db.write_process import close_writers, writer_for
+
+    upgrade_database(sqlite_url)
+    engine = make_engine(sqlite_url)
+
+    async def in_writer() -> tuple[int, int | None]:
+        writer = writer_for(engine)
+        try:
+            return await writer.run(synchronous_level), writer.pid
+        finally:
+            await close_writers(engine)
+
+    with ThreadPoolExecutor(1) as pool:  # a loop of its own (a browser test's may be running)
+        level, pid = pool.submit(asyncio.run, in_writer()).result()
+    FULL = 2
+    assert pid is not None and level == FULL
+    with engine.connect() as conn:
+        assert synchronous_level(conn) == FULL
+    engine.dispose()
+
+
+def test_image_store_syncs_the_directory_after_the_rename(tmp_path, monkeypatch):
+    """A spy on the real os.fsync: which directories were synced after a first write."""
+    import os
+    import stat
+
+    import numpy as np
+
+    from server.stimuli.store import ImageStore
+
+    synced_dirs = []
+    real_fsync = os.fsync
+
+    def spy(fd):
+        if stat.S_ISDIR(os.fstat(fd).st_mode):
+            synced_dirs.append(os.readlink(f"/proc/self/fd/{fd}"))
+        return real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", spy)
+    store = ImageStore(tmp_path / "stimuli")
+    stored = store.put(np.zeros((4, 4, 3), np.uint8))
+    path, _ = store.locate(stored.sha256)
+    # The file's own directory (the rename), and each directory created for it in its parent.
+    expected = {path.parent, path.parent.parent, tmp_path / "stimuli", tmp_path}
+    assert {str(d) for d in expected} <= set(synced_dirs)
+    synced_dirs.clear()
+    store.put(np.ones((4, 4, 3), np.uint8))  # a second image: its directory synced too
+    assert synced_dirs, "every new file's directory is synced"

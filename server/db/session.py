@@ -22,7 +22,7 @@ def normalise_database_url(url: str) -> str:
 
 
 def make_engine(url: str) -> Engine:
-    """An engine with the settings each backend needs (WAL + FKs on SQLite)."""
+    """An engine with the settings each backend needs (WAL, FKs, durable commits on SQLite)."""
     url = normalise_database_url(url)
     try:
         parsed = make_url(url)
@@ -41,7 +41,10 @@ def make_engine(url: str) -> Engine:
             cursor = dbapi_connection.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.execute("PRAGMA synchronous=NORMAL")
+            # FULL: a COMMIT returns only once the WAL is on disk, so an acknowledged answer
+            # survives power loss and OS crashes, not just a process crash (NORMAL). The hot
+            # path commits in batches (server/db/write_process.py): one fsync serves a batch.
+            cursor.execute("PRAGMA synchronous=FULL")
             cursor.execute("PRAGMA busy_timeout=30000")
             cursor.close()
 

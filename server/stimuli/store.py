@@ -1,7 +1,8 @@
 """Content-addressed image store: one file per sha256 of its encoded bytes.
 
 Files are re-encoded from pixels (no EXIF, no original name) and written atomically
-(temp file + rename), so a crash never leaves a half-written image under its hash.
+(temp file + fsync + rename + fsync of the directory), so neither a crash nor a power cut
+leaves a half-written or vanished image under its hash.
 """
 
 from __future__ import annotations
@@ -47,6 +48,29 @@ def encode_image(image: Image.Image | np.ndarray, fmt: str = "png", quality: int
     return buffer.getvalue()
 
 
+def fsync_directory(directory: Path) -> None:
+    """Make the entries of `directory` (a rename, a new file) durable. POSIX only: Windows
+    cannot open a directory, and NTFS journals renames itself."""
+    if not hasattr(os, "O_DIRECTORY"):
+        return
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _make_dirs(directory: Path) -> list[Path]:
+    """`mkdir -p directory`; the directories it created, deepest first."""
+    missing = []
+    while not directory.exists():
+        missing.append(directory)
+        directory = directory.parent
+    for path in reversed(missing):
+        path.mkdir(exist_ok=True)  # another writer may make it at the same moment
+    return missing
+
+
 class ImageStore:
     """Files live at ROOT/ab/cd/<sha256>.<ext>."""
 
@@ -63,13 +87,18 @@ class ImageStore:
         sha256 = hashlib.sha256(data).hexdigest()
         path = self._path(sha256, fmt)
         if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
+            new_dirs = _make_dirs(path.parent)
             fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
             with os.fdopen(fd, "wb") as handle:
                 handle.write(data)
                 handle.flush()
                 os.fsync(handle.fileno())
             os.replace(tmp, path)
+            # The rename lives in the directory: until the directory is synced, a power cut
+            # can leave the name pointing nowhere although the file's bytes are on disk.
+            # Directories made just now are entries in their parents, synced the same way.
+            for directory in (path.parent, *(d.parent for d in new_dirs)):
+                fsync_directory(directory)
         with Image.open(io.BytesIO(data)) as decoded:
             width, height = decoded.size
         return StoredImage(sha256, MEDIA_TYPES[fmt], width, height)
