@@ -6,7 +6,12 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from analysis.exclusions import ExclusionRules, rules_from_options, rules_from_study_config
+from analysis.exclusions import (
+    ExclusionRules,
+    apply_exclusions,
+    rules_from_options,
+    rules_from_study_config,
+)
 from analysis.load import load_study
 from analysis.report import analyze, figure_html, figures, to_html, to_json
 from server.errors import AppError
@@ -27,10 +32,11 @@ def study_results(engine: Engine, study: Any) -> dict[str, Any]:
     if frame.empty:
         return {"available": False, "reason": "no responses yet"}
     note = None
+    rules = study_rules(study)
     try:
-        result = _analyze(frame, study, study_rules(study))
-    except AppError as exc:
-        note = f"{exc.message}. Showing scores without exclusions."
+        result = _analyze(frame, study, rules)
+    except AppError:
+        note = everyone_excluded_note(frame, rules)
         try:
             result = _analyze(frame, study, NO_EXCLUSIONS)
         except AppError as again:
@@ -43,6 +49,22 @@ def study_results(engine: Engine, study: Any) -> dict[str, Any]:
         "summary": to_json(result),
         "figure_html": figure_html(first) if first is not None else "",
     }
+
+
+def everyone_excluded_note(frame, rules: ExclusionRules) -> str:
+    """Page wording (no CLI flags) for "the study's rules exclude everybody so far"."""
+    _, report = apply_exclusions(frame, rules)
+    caught = ", ".join(
+        f"{name.replace('_', ' ')} ({rule['threshold']}): {rule['participants']}"
+        for name, rule in report.rules.items()
+        if rule.get("participants")
+    )
+    return (
+        f"The study's exclusion rules currently exclude all {report.participants_total} "
+        f"participants ({caught}). Until some pass them, the scores below include every "
+        "participant, without exclusions. To change a rule, edit the study's `exclusion:` "
+        "section."
+    )
 
 
 def study_rules(study: Any) -> ExclusionRules:

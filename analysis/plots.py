@@ -20,9 +20,11 @@ def _errors(table: pd.DataFrame) -> np.ndarray:
     return np.vstack([table["accuracy"] - table["ci_low"], table["ci_high"] - table["accuracy"]])
 
 
-def _chance_line(ax, chance: float) -> None:
+def _chance_line(ax, chance: float, lowest: float = 1.0) -> None:
+    """Chance as a dashed line; the axis reaches below the lowest CI so no point is cut off."""
     ax.axhline(chance, color="grey", linestyle="--", linewidth=1, label="chance")
-    ax.set_ylim(min(chance, 0.4), 1.0)
+    floor = min(chance, 0.4, lowest if np.isfinite(lowest) else 1.0)
+    ax.set_ylim(max(0.0, floor - 0.05), 1.02)
     ax.set_ylabel("proportion correct")
 
 
@@ -34,6 +36,7 @@ def plot_by_condition(table: pd.DataFrame, chance: float = 0.5) -> Figure:
     ax.bar(positions, table["accuracy"], color="#8fb3d9", yerr=_errors(table), capsize=4)
     ax.set_xticks(positions, table["condition"])
     _chance_line(ax, chance)
+    ax.set_ylim(0.0, 1.02)  # bars start at 0: a bar's height is its accuracy
     ax.set_title("Accuracy by condition")
     return figure
 
@@ -52,7 +55,7 @@ def plot_by_model(table: pd.DataFrame, chance: float = 0.5) -> Figure:
         x = np.arange(len(models)) + (i - (len(conditions) - 1) / 2) * width
         ax.errorbar(x, rows["accuracy"], yerr=_errors(rows), fmt="o", capsize=3, label=condition)
     ax.set_xticks(np.arange(len(models)), models, rotation=30, ha="right")
-    _chance_line(ax, chance)
+    _chance_line(ax, chance, table["ci_low"].min())
     ax.legend(fontsize="small")
     ax.set_title("Interpretability by model")
     return figure
@@ -94,7 +97,7 @@ def plot_by_layer(table: pd.DataFrame, depths: pd.Series, chance: float = 0.5) -
                 capsize=2,
                 label=model,
             )
-        _chance_line(ax, chance)
+        _chance_line(ax, chance, table["ci_low"].min())
         ax.set_xlabel("relative layer depth")
         ax.set_title(condition)
     figure.legend(*axes[0].get_legend_handles_labels(), loc="outside right", fontsize="small")

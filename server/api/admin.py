@@ -180,7 +180,7 @@ def study_action(
     }
     if action not in actions:
         raise NotFound(f"unknown action {action!r}: use launch, pause or close")
-    actions[action](db, _get_study(db, slug))
+    actions[action](db, _get_study(db, slug), actor=admin[0].email)
     return RedirectResponse(f"/admin/studies/{slug}", status_code=303)
 
 
