@@ -10,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from server.api import admin, health, participant, participant_pages, stimuli_files
+from server.api import admin, health, home, participant, participant_pages, stimuli_files
 from server.config import Settings, get_settings
 from server.db.migrate import upgrade_database
 from server.db.session import make_engine, make_session_factory
@@ -78,6 +78,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(admin.router)
     app.include_router(stimuli_files.router)
     app.include_router(participant_pages.router)
+    app.include_router(home.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.add_middleware(ResearcherSecurityHeaders)  # admin pages, admin API, exports
     return app
