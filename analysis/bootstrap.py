@@ -38,7 +38,9 @@ class BootstrapResult:
 
     def interval(self, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
         tail = (1.0 - level) / 2.0 * 100.0
-        low, high = np.percentile(self.resamples, [tail, 100.0 - tail], axis=1)
+        # A crossed resample of a tiny group can draw no answered cell (NaN): skip those.
+        percentile = np.nanpercentile if np.isnan(self.resamples).any() else np.percentile
+        low, high = percentile(self.resamples, [tail, 100.0 - tail], axis=1)
         return low, high
 
 
@@ -176,15 +178,14 @@ def _nested_resamples(
     return out
 
 
-def hierarchical_bootstrap(
-    frame: pd.DataFrame, by: list[str], n_resamples: int = 1000, seed: int = 0
-) -> BootstrapResult:
-    """Accuracy per group of `by` with `n_resamples` hierarchical bootstrap resamples.
+def group_cells(
+    frame: pd.DataFrame, by: list[str]
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """(participant x unit cells with k correct of n, per-participant proportions, per-group
+    accuracy/sem/counts, the groups' `by` keys): what every bootstrap of a group starts from.
 
-    `frame` is a tidy response frame (participant, unit, correct and the `by` columns).
-    Seeded: the same frame, grouping and seed give the same resamples.
+    Cells carry `g` (group number) and `pg` (participant-in-group number, sorted by group).
     """
-    rng = np.random.default_rng(seed)
     cells = (
         frame.groupby(list(dict.fromkeys([*by, "participant", "unit"])), sort=True, observed=True)[
             "correct"
@@ -211,6 +212,19 @@ def hierarchical_bootstrap(
     )
     groups["sem"] = (groups.pop("sd") / np.sqrt(groups["n_participants"])).fillna(0.0)
     keys = cells.groupby("g")[by].first().reset_index(drop=True)
+    return cells, per_participant, groups, keys
+
+
+def hierarchical_bootstrap(
+    frame: pd.DataFrame, by: list[str], n_resamples: int = 1000, seed: int = 0
+) -> BootstrapResult:
+    """Accuracy per group of `by` with `n_resamples` hierarchical bootstrap resamples.
+
+    `frame` is a tidy response frame (participant, unit, correct and the `by` columns).
+    Seeded: the same frame, grouping and seed give the same resamples.
+    """
+    rng = np.random.default_rng(seed)
+    cells, per_participant, groups, keys = group_cells(frame, by)
     resamples = np.empty((len(groups), n_resamples))
     single = groups["max_units"].to_numpy() == 1
     if single.any():

@@ -1,16 +1,18 @@
 """Interpretability scores: proportion correct per condition, model, layer and unit.
 
-A group's accuracy is the mean over its participants of each participant's proportion
-correct (as the papers report), with a hierarchical-bootstrap CI and the SEM over
-participants. Only main trials count; catch and practice trials serve exclusions.
+Under the default definition (`crossed`) a group's accuracy is the mean over its
+participants of each participant's proportion correct (as the papers report), with a
+two-way (participants x units) bootstrap CI and the SEM over participants; `imi` and
+`borowski` are the two papers' own definitions (analysis.definitions). Only main trials
+count; catch and practice trials serve exclusions.
 """
 
 from __future__ import annotations
 
 import pandas as pd
 
-from analysis.bootstrap import hierarchical_bootstrap
 from analysis.columns import require_columns
+from analysis.definitions import SCORE_COLUMNS, score_groups
 from server.errors import AppError
 
 #: The groupings every analysis reports, by name.
@@ -20,7 +22,7 @@ GROUPINGS: dict[str, list[str]] = {
     "by_layer": ["model", "layer", "condition"],
     "by_unit": ["model", "layer", "unit", "condition"],
 }
-SCORE_COLUMNS = ["accuracy", "ci_low", "ci_high", "sem", "n_participants", "n_responses"]
+__all__ = ["GROUPINGS", "SCORE_COLUMNS", "main_trials", "participant_accuracy", "score_table"]
 
 
 def main_trials(frame: pd.DataFrame) -> pd.DataFrame:
@@ -46,20 +48,26 @@ def participant_accuracy(frame: pd.DataFrame, by: list[str]) -> pd.DataFrame:
 def score_table(
     frame: pd.DataFrame,
     by: list[str],
-    n_resamples: int = 1000,
+    n_resamples: int | None = None,
     seed: int = 0,
     level: float = 0.95,
+    score: str | None = None,
 ) -> pd.DataFrame:
-    """One row per group: accuracy, CI (hierarchical bootstrap), SEM and counts."""
+    """One row per group: accuracy, CI, SEM, counts, and the definition and resamples used.
+
+    `score` is `crossed` (default), `imi` or `borowski`; `n_resamples` None takes the
+    definition's default (1000, 10,000 and 0).
+    """
     require_columns(frame, [*by, "participant", "unit", "correct"], "response table")
-    result = hierarchical_bootstrap(frame, by, n_resamples=n_resamples, seed=seed)
-    table = result.groups.copy()
-    table["ci_low"], table["ci_high"] = result.interval(level)
-    return table[[*by, *SCORE_COLUMNS]]
+    return score_groups(frame, by, score=score, n_resamples=n_resamples, seed=seed, level=level)
 
 
 def scores(
-    frame: pd.DataFrame, n_resamples: int = 1000, seed: int = 0, level: float = 0.95
+    frame: pd.DataFrame,
+    n_resamples: int | None = None,
+    seed: int = 0,
+    level: float = 0.95,
+    score: str | None = None,
 ) -> dict[str, pd.DataFrame]:
     """Every grouping of GROUPINGS whose columns carry information, scored.
 
@@ -72,5 +80,7 @@ def scores(
         informative = [c for c in by if c != "condition"]
         if any((scored[c] == "").all() for c in informative):
             continue
-        out[name] = score_table(scored, by, n_resamples=n_resamples, seed=seed, level=level)
+        out[name] = score_table(
+            scored, by, n_resamples=n_resamples, seed=seed, level=level, score=score
+        )
     return out

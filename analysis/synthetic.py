@@ -56,3 +56,39 @@ def synthetic_responses(
             "excluded": False,
         }
     )
+
+
+def crossed_truth(
+    intercept: float = 1.0, unit_sd: float = 0.9, participant_sd: float = 0.4, seed: int = 12345
+) -> float:
+    """Population accuracy E[logistic(intercept + unit + participant)] (Monte Carlo, 4M)."""
+    z = np.random.default_rng(seed).normal(0.0, 1.0, (2, 4_000_000))
+    logit = intercept + unit_sd * z[0] + participant_sd * z[1]
+    return float(np.mean(1.0 / (1.0 + np.exp(-logit))))
+
+
+def crossed_studies(
+    n_studies: int,
+    n_units: int = 40,
+    n_participants: int = 40,
+    intercept: float = 1.0,
+    unit_sd: float = 0.9,
+    participant_sd: float = 0.4,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """`n_studies` independent crossed studies (every participant answers every unit once),
+    one `condition` each (study0, study1, ...): issue 19's coverage simulation."""
+    rng = np.random.default_rng(seed)
+    unit_effect = rng.normal(0.0, unit_sd, (n_studies, 1, n_units))
+    participant_effect = rng.normal(0.0, participant_sd, (n_studies, n_participants, 1))
+    p = 1.0 / (1.0 + np.exp(-(intercept + unit_effect + participant_effect)))
+    correct = rng.random(p.shape) < p
+    study, participant, unit = np.indices(correct.shape).reshape(3, -1)
+    return pd.DataFrame(
+        {
+            "condition": np.char.add("study", study.astype(str)),
+            "participant": np.char.add("p", participant.astype(str)),
+            "unit": np.char.add("u", unit.astype(str)),
+            "correct": correct.ravel(),
+        }
+    )
