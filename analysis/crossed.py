@@ -32,9 +32,7 @@ from analysis.bootstrap import (
 )
 
 
-def _weights(
-    rng: np.random.Generator, size: np.ndarray, start: np.ndarray, b: int
-) -> np.ndarray:
+def _weights(rng: np.random.Generator, size: np.ndarray, start: np.ndarray, b: int) -> np.ndarray:
     """(n_items, b) draw counts: each group draws its size in its own items, b times."""
     n_items = int(size.sum())
     slots = np.repeat(np.arange(len(size)), size)

@@ -23,12 +23,12 @@ _HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 sys.path.insert(0, str(_HERE.parent))
 
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+import numpy as np
 
-from analysis.bootstrap import hierarchical_bootstrap  # noqa: E402
-from analysis.scores import score_table  # noqa: E402
-from analysis.synthetic import crossed_studies, crossed_truth  # noqa: E402
+from analysis.bootstrap import hierarchical_bootstrap
+from analysis.scores import score_table
+from analysis.synthetic import crossed_studies, crossed_truth
+
 
 def coverage(low: np.ndarray, high: np.ndarray, truth: float) -> tuple[float, float]:
     return float(np.mean((low <= truth) & (truth <= high))), float(np.mean(high - low))
