@@ -5,12 +5,13 @@ from __future__ import annotations
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
-from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from server.api import admin, health, home, participant, participant_pages, stimuli_files
+from server.api.body_limit import BodySizeLimit
+from server.api.input_safety import error_sentence, public_errors
 from server.config import Settings, get_settings
 from server.db.migrate import upgrade_database
 from server.db.session import make_engine, make_session_factory
@@ -46,23 +47,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.exception_handler(AppError)
     async def _app_error(_request: Request, exc: AppError) -> JSONResponse:
         return JSONResponse(
-            status_code=exc.status_code, content={"detail": exc.message, "code": exc.code}
+            status_code=exc.status_code,
+            content={"detail": exc.message, "code": exc.code},
+            headers=exc.headers,
         )
 
     @app.exception_handler(RequestValidationError)
     async def _invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
         """One readable sentence per bad field, in the same shape as every other error."""
-        problems = [
-            f"{'.'.join(str(part) for part in error['loc'] if part != 'body')}: {error['msg']}"
-            for error in exc.errors()
-        ]
+        errors = public_errors(exc.errors())  # never the input: it may not even encode
         return JSONResponse(
             status_code=422,
-            content={
-                "detail": "; ".join(problems),
-                "code": "InvalidRequest",
-                "errors": jsonable_encoder(exc.errors()),
-            },
+            content={"detail": error_sentence(errors), "code": "InvalidRequest", "errors": errors},
         )
 
     @app.exception_handler(admin.LoginRequired)
@@ -80,5 +76,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(participant_pages.router)
     app.include_router(home.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes)  # 413 unparsed
     app.add_middleware(ResearcherSecurityHeaders)  # admin pages, admin API, exports
     return app

@@ -26,6 +26,20 @@ class Settings(BaseSettings):
     )
     public_url: str = "http://127.0.0.1:8000"
     max_upload_bytes: int = 5_000_000
+    forwarded_allow_ips: str = Field(
+        default="",
+        description="Comma-separated addresses or networks of reverse proxies whose "
+        "X-Forwarded-For/-Proto `psychinterp serve` believes, or '*'. Empty (the default): "
+        "trust no proxy, the client address is the TCP peer. Behind nginx on this host: "
+        "127.0.0.1. Login throttling and rate limits key on this address.",
+    )
+    # issue 25, participant path: session starts per client address and per study within a
+    # sliding window (stored in the database, so they hold across worker processes), and how
+    # long a session may sit idle before its place goes to a new arrival when the study is full.
+    session_starts_per_address: int = Field(10, ge=1)
+    session_starts_per_study: int = Field(300, ge=1)
+    session_start_window_s: int = Field(60, ge=1)
+    idle_place_minutes: float = Field(10.0, gt=0)
     run_migrations_on_start: bool = True
 
     @field_validator("device")

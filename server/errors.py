@@ -8,6 +8,8 @@ class AppError(Exception):
 
     status_code: int = 400
 
+    headers: dict[str, str] | None = None  # sent with the error response (e.g. Retry-After)
+
     def __init__(self, message: str, status_code: int | None = None, code: str | None = None):
         super().__init__(message)
         self.message = message
@@ -30,3 +32,13 @@ class Forbidden(AppError):
 
 class Unauthorized(AppError):
     status_code = 401
+
+
+class TooManyRequests(AppError):
+    """A rate limit: the response carries Retry-After (seconds)."""
+
+    status_code = 429
+
+    def __init__(self, message: str, retry_after_s: int = 1):
+        super().__init__(message)
+        self.headers = {"Retry-After": str(max(1, retry_after_s))}

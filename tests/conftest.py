@@ -119,7 +119,15 @@ def live_study(request: pytest.FixtureRequest, tmp_path_factory, study_data_dir,
     else:
         urls = _postgres_database()
     url = next(urls)
-    settings = Settings(database_url=url, data_dir=study_data_dir, secret_key="test-secret-key")
+    # Tests start many sessions from one address: generous limits (the defaults are tested
+    # in tests/test_hardening_participant.py).
+    settings = Settings(
+        database_url=url,
+        data_dir=study_data_dir,
+        secret_key="test-secret-key",
+        session_starts_per_address=100_000,
+        session_starts_per_study=100_000,
+    )
     upgrade_database(url)
     engine = make_engine(url)
     factory = make_session_factory(engine)

@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from server.app import create_app
 from server.auth import keyed_hash
@@ -19,7 +19,7 @@ from server.studies.audit import GENESIS, chain_hash
 from server.studies.sessions import _designs, answers_for_session
 from server.studies.simulate import serve_in_thread
 
-STIMULUS_URL = re.compile(r"^/stimuli/[0-9a-f]{64}$")
+STIMULUS_URL = re.compile(r"^/stimuli/[0-9a-f]{32}/[0-9a-f]{32}$")  # per session, opaque
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +99,10 @@ def test_whole_session(api, live_study):
     session = start(api, "worker-1")
     again = start(api, "worker-1", expect=200)
     assert again["session_id"] == session["session_id"] and again["resumed"] is True
-    assert again["token"] == session["token"]
+    assert again["token"] != session["token"]  # a resume revokes the old token
+    stale = api.get(f"/api/v1/sessions/{session['session_id']}/trials/next", headers=auth(session))
+    assert stale.status_code == 401
+    session = again
 
     early = api.post(f"/api/v1/sessions/{session['session_id']}/complete", headers=auth(session))
     assert early.status_code == 409 and "19 trial(s)" in early.json()["detail"]
@@ -225,7 +228,12 @@ def test_concurrent_responses_each_get_their_own_answer(live_study):
     with serve_in_thread(create_app(settings)) as url, httpx.Client(base_url=url) as client:
         reply = client.post("/api/v1/studies/imi-demo/sessions", json={"client": {}})
         session = reply.json()
-        with session_scope(factory) as db:
+        with session_scope(factory) as db:  # as if the page had been shown every trial
+            db.execute(
+                update(Assignment)
+                .where(Assignment.session_id == session["session_id"])
+                .values(served_at=func.now())
+            )
             trials = db.scalars(
                 select(Assignment.trial_id)
                 .where(Assignment.session_id == session["session_id"], Assignment.attempt == 0)

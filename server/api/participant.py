@@ -2,74 +2,152 @@
 
 Handlers validate the body and call server.studies.sessions; grading and answers stay
 there. Shapes follow API_CONTRACT.md (the browser task is built against it).
+
+Every body is parsed from its bytes by pydantic's JSON parser under strict models
+(`strict=True`, `allow_inf_nan=False`, unknown fields refused except in the free-form
+parts, which are capped; see server/api/input_safety.py). Bodies over
+`max_upload_bytes` never get here (server/api/body_limit.py).
 """
 
 from __future__ import annotations
 
 import functools
 from typing import Annotated, Any, Literal, TypeVar
+from urllib.parse import urlsplit
 
-from fastapi import APIRouter, Header, Request, Response
+from fastapi import APIRouter, Depends, Header, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from server.api.deps import SessionDep, run_write
+from server.api.input_safety import FiniteFloat, Text, bounded_json
 from server.errors import AppError
 from server.studies import responses, sessions
+from server.studies.admission import AdmissionLimits, address_hash
 from server.studies.responses import ResponseIn
 from server.studies.sessions import SessionAuth
 
 router = APIRouter(prefix="/api/v1", tags=["participant"])
 
-ID = Field(None, min_length=1, max_length=200)
 M = TypeVar("M", bound=BaseModel)
+STRICT = ConfigDict(strict=True, allow_inf_nan=False, extra="forbid")
+PlatformId = Text(200, min_length=1)
+MAX_DATA_BYTES = 64_000  # a response's `data` (events of the trial, window, device...)
+MAX_DETAIL_BYTES = 4_000  # an event's `detail`
+MAX_CLIENT_EXTRA_BYTES = 4_000  # client fields beyond the named ones
+MAX_CLIENT_EXTRA_FIELDS = 20
+# MTurk posts the HIT's form back to one of these (live or sandbox).
+MTURK_HOSTS = {"www.mturk.com", "workersandbox.mturk.com"}
+
+
+_check_client_extras = bounded_json(MAX_CLIENT_EXTRA_BYTES, "client's extra fields").func
 
 
 class ClientInfo(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    """The browser's description of itself; a few extra fields are kept (bounded)."""
 
-    user_agent: str | None = Field(None, max_length=1000)
-    screen_w: int | None = None
-    screen_h: int | None = None
-    window_w: int | None = None
-    window_h: int | None = None
-    refresh_hz: float | None = None
+    model_config = ConfigDict(strict=True, allow_inf_nan=False, extra="allow")
+
+    user_agent: Text(1000) | None = None
+    screen_w: int | None = Field(None, ge=0, le=100_000)
+    screen_h: int | None = Field(None, ge=0, le=100_000)
+    window_w: int | None = Field(None, ge=0, le=100_000)
+    window_h: int | None = Field(None, ge=0, le=100_000)
+    refresh_hz: FiniteFloat | None = Field(None, ge=0, le=1000)
+
+    @model_validator(mode="after")
+    def _bounded_extras(self) -> ClientInfo:
+        extra = self.model_extra or {}
+        if len(extra) > MAX_CLIENT_EXTRA_FIELDS:
+            raise ValueError(
+                f"client has {len(extra)} extra fields; at most {MAX_CLIENT_EXTRA_FIELDS}"
+            )
+        _check_client_extras(extra)
+        return self
 
 
 class SessionCreate(BaseModel):
     """Crowdsourcing parameters as the platforms append them to the study URL."""
 
-    PROLIFIC_PID: str | None = ID
-    STUDY_ID: str | None = ID
-    SESSION_ID: str | None = ID
-    workerId: str | None = ID
-    assignmentId: str | None = ID
-    hitId: str | None = ID
-    turkSubmitTo: str | None = Field(None, max_length=500)
+    model_config = STRICT
+
+    PROLIFIC_PID: PlatformId | None = None
+    STUDY_ID: PlatformId | None = None
+    SESSION_ID: PlatformId | None = None
+    workerId: PlatformId | None = None
+    assignmentId: PlatformId | None = None
+    hitId: PlatformId | None = None
+    turkSubmitTo: Text(500) | None = None
     client: ClientInfo = ClientInfo()
+
+    @field_validator("turkSubmitTo")
+    @classmethod
+    def _mturk_host(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        url = urlsplit(value)
+        if url.scheme != "https" or url.hostname not in MTURK_HOSTS or url.path not in ("", "/"):
+            raise ValueError(
+                "turkSubmitTo must be https://www.mturk.com or https://workersandbox.mturk.com"
+            )
+        return value
 
 
 class ResponseCreate(BaseModel):
-    trial_id: str = Field(min_length=1, max_length=32)
+    model_config = STRICT
+
+    trial_id: Text(32, min_length=1)
     choice: Literal["a", "b"]
-    confidence: int = Field(ge=1, le=7)
-    rt_ms: float = Field(ge=0, le=86_400_000)
-    client_sent_at: str | None = Field(None, max_length=40)
-    idempotency_key: str = Field(min_length=8, max_length=100)
-    data: dict[str, Any] = Field(default_factory=dict)
+    confidence: int = Field(ge=1, le=7)  # the study's own levels are checked when grading
+    rt_ms: FiniteFloat = Field(ge=0, le=86_400_000)
+    client_sent_at: AwareDatetime | None = None
+    idempotency_key: Text(100, min_length=8)
+    data: Annotated[dict[str, Any], bounded_json(MAX_DATA_BYTES, "data")] = Field(
+        default_factory=dict
+    )
 
 
 class Event(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = STRICT
 
-    type: str = Field(min_length=1, max_length=60)
-    t_ms: float
-    detail: Any = None
+    type: Text(60, min_length=1)
+    t_ms: FiniteFloat = Field(ge=-86_400_000, le=86_400_000 * 7)
+    detail: Annotated[Any, bounded_json(MAX_DETAIL_BYTES, "detail")] = None
 
 
 class EventsCreate(BaseModel):
+    model_config = STRICT
+
     events: list[Event] = Field(max_length=500)
+
+
+class ErrorBody(BaseModel):
+    detail: str
+    code: str
+
+
+def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries for the error statuses a route can answer (all in ErrorBody shape)."""
+    text = {
+        401: "Missing, invalid or expired session token",
+        403: "Not allowed to take part (already completed, barred, MTurk preview)",
+        404: "No such study, session or trial",
+        409: "Conflict with the session's or study's state (full, closed, already answered)",
+        413: "Body over the size limit (settings.max_upload_bytes) or event quota reached",
+        415: "Body not sent as application/json",
+        422: "Invalid body: the detail names each bad field",
+        429: "Too many session starts: wait for Retry-After seconds",
+    }
+    return {s: {"model": ErrorBody, "description": text[s]} for s in statuses}
 
 
 def _bearer(authorization: str | None) -> str | None:
@@ -85,38 +163,19 @@ def _auth(db, session_id: str, authorization: str | None) -> SessionAuth:
 AuthHeader = Annotated[str | None, Header()]
 
 
-@router.get("/studies/{slug}")
-def get_study_info(slug: str, db: SessionDep) -> dict[str, Any]:
-    return sessions.public_study_info(db, slug)
-
-
-@router.post("/studies/{slug}/sessions", status_code=201)
-def create_session(slug: str, body: SessionCreate, db: SessionDep, request: Request):
-    params = body.model_dump(exclude={"client"})
-    result, created = sessions.start_session(
-        db, request.app.state.secret_key, slug, params, body.client.model_dump()
-    )
-    return result if created else JSONResponse(result, status_code=200)
-
-
-@router.get("/sessions/{session_id}/trials/next")
-def get_next_trial(session_id: str, db: SessionDep, authorization: AuthHeader = None):
-    trial = sessions.next_trial(db, _auth(db, session_id, authorization))
-    return trial if trial is not None else Response(status_code=204)
-
-
 async def _parse_json(request: Request, model: type[M]) -> M:
     """The body validated straight from its bytes by pydantic's JSON parser.
 
     A declared body parameter costs the hot route a quarter of its HTTP time: FastAPI
     decodes the JSON into dicts, validates them, and the handler copies the model again.
-    Errors keep FastAPI's shape (a RequestValidationError with `body` locations). Only
-    JSON is accepted, as a declared body would (a form or text/plain post gets a 415).
+    Its decoder also lets through what pydantic's refuses (NaN, lone surrogates). Errors
+    keep FastAPI's shape (a RequestValidationError with `body` locations). Only JSON is
+    accepted, as a declared body would (a form or text/plain post gets a 415).
     """
     media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if media_type != "application/json":
         raise AppError(
-            f"send the body as JSON with Content-Type: application/json (got {media_type!r})",
+            "send the body as JSON with Content-Type: application/json",
             status_code=415,
             code="UnsupportedMediaType",
         )
@@ -128,28 +187,88 @@ async def _parse_json(request: Request, model: type[M]) -> M:
         ) from None
 
 
-def _json_body(model: type[BaseModel]) -> dict[str, Any]:
+def _json_body(model: type[BaseModel], bearer: bool = True) -> dict[str, Any]:
     """OpenAPI for a body the handler parses itself (see `_parse_json`), with the bearer
     header it reads itself (a declared header parameter costs the hot route ~10%)."""
-    schema = model.model_json_schema()
-    return {
-        "requestBody": {"required": True, "content": {"application/json": {"schema": schema}}},
-        "parameters": [{"name": "authorization", "in": "header", "schema": {"type": "string"}}],
+    extra: dict[str, Any] = {
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": model.model_json_schema()}},
+        }
     }
+    if bearer:
+        extra["parameters"] = [
+            {"name": "authorization", "in": "header", "schema": {"type": "string"}}
+        ]
+    return extra
+
+
+def _body(model: type[M]):
+    """A dependency parsing the body (`_parse_json`) before a sync handler runs."""
+
+    async def parse(request: Request) -> M:
+        return await _parse_json(request, model)
+
+    return Depends(parse)
+
+
+@router.get("/studies/{slug}", responses=_errors(404))
+def get_study_info(slug: str, db: SessionDep) -> dict[str, Any]:
+    return sessions.public_study_info(db, slug)
 
 
 @router.post(
-    "/sessions/{session_id}/responses", status_code=201, openapi_extra=_json_body(ResponseCreate)
+    "/studies/{slug}/sessions",
+    status_code=201,
+    responses={200: {"description": "Resumed: the session again, with a fresh token"}}
+    | _errors(403, 404, 409, 413, 415, 422, 429),
+    openapi_extra=_json_body(SessionCreate, bearer=False),
+)
+def create_session(
+    slug: str,
+    body: Annotated[SessionCreate, _body(SessionCreate)],
+    db: SessionDep,
+    request: Request,
+):
+    params = body.model_dump(exclude={"client"})
+    secret = request.app.state.secret_key
+    address = address_hash(secret, request.client.host if request.client else None)
+    limits = AdmissionLimits.from_settings(request.app.state.settings)
+    result, created = sessions.start_session(
+        db, secret, slug, params, body.client.model_dump(), address, limits
+    )
+    return result if created else JSONResponse(result, status_code=200)
+
+
+@router.get(
+    "/sessions/{session_id}/trials/next",
+    responses={204: {"description": "Every trial is answered"}} | _errors(401, 409),
+)
+def get_next_trial(
+    session_id: str, db: SessionDep, request: Request, authorization: AuthHeader = None
+):
+    auth = _auth(db, session_id, authorization)
+    trial = sessions.next_trial(db, auth, request.app.state.secret_key)
+    return trial if trial is not None else Response(status_code=204)
+
+
+@router.post(
+    "/sessions/{session_id}/responses",
+    status_code=201,
+    responses={200: {"description": "A replay: the first answer's body"}}
+    | _errors(401, 404, 409, 413, 415, 422),
+    openapi_extra=_json_body(ResponseCreate),
 )
 async def post_response(session_id: str, request: Request) -> JSONResponse:
     """The hot path (bench/ingest.py): auth, grading and commit in one write transaction."""
     body = await _parse_json(request, ResponseCreate)
+    sent_at = body.client_sent_at.isoformat() if body.client_sent_at else None
     answer = ResponseIn(
         body.trial_id,
         body.choice,
         body.confidence,
         body.rt_ms,
-        body.client_sent_at,
+        sent_at,
         body.idempotency_key,
         body.data,
     )
@@ -162,16 +281,24 @@ async def post_response(session_id: str, request: Request) -> JSONResponse:
     return JSONResponse(result, status_code=201 if created else 200)
 
 
-@router.post("/sessions/{session_id}/events", status_code=204)
+@router.post(
+    "/sessions/{session_id}/events",
+    status_code=204,
+    responses=_errors(401, 409, 413, 415, 422),
+    openapi_extra=_json_body(EventsCreate),
+)
 def post_events(
-    session_id: str, body: EventsCreate, db: SessionDep, authorization: AuthHeader = None
+    session_id: str,
+    body: Annotated[EventsCreate, _body(EventsCreate)],
+    db: SessionDep,
+    authorization: AuthHeader = None,
 ) -> Response:
     auth = _auth(db, session_id, authorization)
     sessions.record_events(db, auth, [e.model_dump() for e in body.events])
     return Response(status_code=204)
 
 
-@router.post("/sessions/{session_id}/complete")
+@router.post("/sessions/{session_id}/complete", responses=_errors(401, 409))
 def post_complete(
     session_id: str, db: SessionDep, authorization: AuthHeader = None
 ) -> dict[str, Any]:

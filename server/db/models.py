@@ -233,6 +233,38 @@ class Assignment(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     session_id: Mapped[str] = mapped_column(
+    # issue 25: the bearer token is random (only its digest is stored), replaced on resume,
+    # and dies with the session (its time limit). NULL only for sessions made before 0002.
+    token_expires_at: Mapped[datetime | None] = mapped_column(
+        DateTime(timezone=True), nullable=True
+    )
+
+
+class SessionEvent(Base):
+    """One interaction event (blur, fullscreen exit, ...): appended, never rewritten."""
+
+    __tablename__ = "session_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    session_id: Mapped[str] = mapped_column(
+        ForeignKey("participant_sessions.id", ondelete="CASCADE"), index=True
+    )
+    type: Mapped[str] = mapped_column(String(60))
+    t_ms: Mapped[float] = mapped_column(Float)
+    detail: Mapped[Any | None] = mapped_column(JSON, nullable=True)
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class SessionStart(Base):
+    """One session start, kept for a while: rate limits per address and per study that hold
+    across processes (the address is stored as a keyed hash)."""
+
+    __tablename__ = "session_starts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id", ondelete="CASCADE"))
+    address_hash: Mapped[str] = mapped_column(String(64), index=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
         ForeignKey("participant_sessions.id", ondelete="CASCADE"), index=True
     )
     trial_id: Mapped[str] = mapped_column(ForeignKey("trials.id", ondelete="CASCADE"))
@@ -255,6 +287,8 @@ class Response(Base):
     assignment_id: Mapped[int] = mapped_column(
         ForeignKey("assignments.id", ondelete="CASCADE"), unique=True
     )
+    # Set when the trial is first served: only served trials can be answered (issue 25).
+    served_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     trial_id: Mapped[str] = mapped_column(ForeignKey("trials.id", ondelete="CASCADE"))
     idempotency_key: Mapped[str] = mapped_column(String(100), unique=True)
     choice: Mapped[str] = mapped_column(String(1))  # a | b

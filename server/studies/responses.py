@@ -15,18 +15,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, func, insert, select
+from sqlalchemy import Connection, DateTime, bindparam, func, insert, or_, select
 from sqlalchemy.orm import aliased
 
 from server.auth import token_digest
 from server.db.models import Assignment, ParticipantSession, Response, Study, Trial, utcnow
 from server.db.prepared import Prepared
-from server.errors import Conflict, NotFound, Unauthorized
+from server.errors import AppError, Conflict, NotFound, Unauthorized
 from server.studies.assignment import plan_practice
 from server.studies.audit import GENESIS, chain_hash
 from server.studies.schema import StudyConfig
 from server.studies.service import cached_config
 from server.studies.sessions import (
+    EXPIRED_TOKEN,
     INVALID_TOKEN,
     MISSING_TOKEN,
     cached_design,
@@ -104,6 +105,11 @@ _STATE = Prepared(
         Trial.kind,
         _PREVIOUS_HASH,
         _MAIN_CORRECT,
+        or_(
+            ParticipantSession.token_expires_at.is_(None),
+            ParticipantSession.token_expires_at > bindparam("now", type_=DateTime(timezone=True)),
+        ),
+        Assignment.served_at.is_not(None),
     )
     .join(Study, Study.id == ParticipantSession.study_id)
     .outerjoin(Assignment, Assignment.id == _OPEN_ASSIGNMENT)
@@ -182,11 +188,13 @@ def record_response(
     """(body, created): graded here; a repeated idempotency key returns the first body."""
     if not token:
         raise Unauthorized(MISSING_TOKEN)
+    now = utcnow()
     params = {
         "session_id": session_id,
         "token_hash": token_digest(token),
         "trial_id": r.trial_id,
         "key": r.idempotency_key,
+        "now": now,
     }
     if conn.dialect.name != "sqlite":  # SQLite's single writer already takes turns
         _LOCK_SESSION.run(conn, params)
@@ -207,7 +215,11 @@ def record_response(
         kind,
         previous_hash,
         main_correct,
+        token_live,
+        served,
     ) = row
+    if not token_live:
+        raise Unauthorized(EXPIRED_TOKEN)
     config = cached_config(conn, study_id, study_hash)
     if key_used_by is not None:
         return _replay(conn, config, session_id, r.trial_id, key_used_by), False
@@ -216,6 +228,17 @@ def record_response(
         if conn.execute(_ANY_ASSIGNMENT, params).first() is None:
             raise NotFound("this trial is not assigned to this session")
         raise Conflict("this trial was already answered (with another idempotency key)")
+    if not served:
+        # Answers may arrive late or out of order (the page's offline queue), but only for
+        # trials this session was shown: nobody answers ahead to probe the grading.
+        raise Conflict("this trial has not been shown in this session yet: fetch it first")
+    levels = config.layout.confidence_levels
+    if not 1 <= r.confidence <= levels:
+        raise AppError(
+            f"confidence must be between 1 and {levels} in this study (got {r.confidence})",
+            status_code=422,
+            code="InvalidRequest",
+        )
     correct = (r.choice == "a") == bool(max_is_a)
     record = {
         "session_id": session_id,
@@ -232,7 +255,7 @@ def record_response(
     values = {k: v for k, v in record.items() if k != "data"}
     values |= {
         "client_data": r.data,
-        "received_at": utcnow(),
+        "received_at": now,
         "record_hash": chain_hash(previous_hash or GENESIS, record),
     }
     _INSERT.run(conn, values)

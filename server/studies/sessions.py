@@ -22,14 +22,17 @@ from server.db.models import (
     BarredWorker,
     ParticipantSession,
     Response,
+    SessionEvent,
     Study,
     Trial,
     new_id,
 )
-from server.errors import Conflict, Forbidden, Unauthorized
+from server.errors import AppError, Conflict, Forbidden, Unauthorized
+from server.studies.admission import AdmissionLimits, admit, aware, release_idle
 from server.studies.assignment import Planned, SlotInfo, plan_session
 from server.studies.schema import StudyConfig
 from server.studies.service import cached_config, get_study, slot_info, study_config
+from server.studies.stimulus_urls import trial_images
 
 MTURK_PREVIEW = "ASSIGNMENT_ID_NOT_AVAILABLE"
 CLAIM_RETRIES = 50
@@ -82,9 +85,9 @@ def cached_design(
 # --- tokens and identities ---------------------------------------------------------------------
 
 
-def session_token(secret_key: str, session_id: str) -> str:
-    """Derived, not stored: a resumed session gets the same token back."""
-    return keyed_hash(secret_key, session_id, "session-token")
+def new_token() -> str:
+    """Random; only its digest is stored. A resume replaces it (the old one stops working)."""
+    return secrets.token_urlsafe(32)
 
 
 def worker_identity(params: dict[str, Any]) -> tuple[str, str | None]:
@@ -96,6 +99,30 @@ def worker_identity(params: dict[str, Any]) -> tuple[str, str | None]:
             raise Forbidden("this is the MTurk preview: accept the HIT to start")
         return "mturk", str(params["workerId"])
     return "plain", None
+
+
+PLATFORM_NAMES = {"prolific": ("Prolific", "PROLIFIC_PID"), "mturk": ("MTurk", "workerId")}
+
+
+def require_platform_id(config: StudyConfig, platform: str, params: dict[str, Any]) -> None:
+    """A study run on Prolific or MTurk takes only that platform's participants: an
+    anonymous post cannot take one of its places."""
+    wanted = config.completion.platform
+    if wanted == "plain" or platform == wanted:
+        if wanted == "mturk" and not params.get("assignmentId"):
+            raise AppError(
+                "this study runs on MTurk: open it from the HIT (the link needs assignmentId)",
+                status_code=422,
+                code="PlatformIdRequired",
+            )
+        return
+    name, key = PLATFORM_NAMES[wanted]
+    raise AppError(
+        f"this study runs on {name}: open it from your {name} account "
+        f"(the study link must carry {key})",
+        status_code=422,
+        code="PlatformIdRequired",
+    )
 
 
 # --- public study info -------------------------------------------------------------------------
@@ -137,9 +164,18 @@ def public_study_info(db: Session, slug: str) -> dict[str, Any]:
 
 
 def start_session(
-    db: Session, secret_key: str, slug: str, params: dict[str, Any], client: dict[str, Any]
+    db: Session,
+    secret_key: str,
+    slug: str,
+    params: dict[str, Any],
+    client: dict[str, Any],
+    address: str | None = None,
+    limits: AdmissionLimits | None = None,
 ) -> tuple[dict[str, Any], bool]:
-    """(body, created). Same worker again resumes; finishers and barred workers get 403."""
+    """(body, created). Same worker again resumes; finishers and barred workers get 403.
+
+    `address` (a keyed hash of the client's address) and `limits` rate-limit new sessions
+    and release idle places when the study is full (the API always passes them)."""
     platform, worker = worker_identity(params)
     worker_hash = keyed_hash(secret_key, f"{platform}:{worker}", "worker") if worker else None
     for _ in range(CLAIM_RETRIES):
@@ -147,6 +183,7 @@ def start_session(
         if study.status != "live":
             raise Conflict(f"this study is {study.status}: it is not taking participants now")
         config = study_config(study)
+        require_platform_id(config, platform, params)
         if worker_hash:
             existing = db.scalar(
                 select(ParticipantSession).where(
@@ -155,17 +192,20 @@ def start_session(
                 )
             )
             if existing is not None:
-                return _resume(db, secret_key, existing), False
+                return _resume(db, existing), False
             _check_not_barred(db, config, worker_hash)
+        if limits is not None:
+            admit(db, limits, study.id, address or "")
         try:
-            session = _claim(db, secret_key, study, config, worker_hash, platform, params, client)
+            session, token = _claim(
+                db, study, config, worker_hash, platform, params, client, limits
+            )
         except IntegrityError:
             db.rollback()  # another arrival took that claim (or this worker's row): try again
             continue
         n_trials = db.scalar(
             select(func.count()).select_from(Assignment).where(Assignment.session_id == session.id)
         )
-        token = session_token(secret_key, session.id)
         return {
             "session_id": session.id,
             "token": token,
@@ -175,7 +215,7 @@ def start_session(
     raise Conflict("too many participants are arriving at once: try again in a moment")
 
 
-def _resume(db: Session, secret_key: str, session: ParticipantSession) -> dict[str, Any]:
+def _resume(db: Session, session: ParticipantSession) -> dict[str, Any]:
     if session.status == "completed":
         raise Forbidden("you have already completed this study: thank you, nothing more to do")
     if session.status != "active":
@@ -183,7 +223,12 @@ def _resume(db: Session, secret_key: str, session: ParticipantSession) -> dict[s
     n_trials = db.scalar(
         select(func.count()).select_from(Assignment).where(Assignment.session_id == session.id)
     )
-    token = session_token(secret_key, session.id)
+    # A platform ID alone must not hand out the session's live token: the resumer gets a
+    # fresh one and the old one stops working.
+    token = new_token()
+    session.token_hash = token_digest(token)
+    session.last_seen_at = datetime.now(UTC)
+    db.flush()
     return {"session_id": session.id, "token": token, "n_trials": n_trials, "resumed": True}
 
 
@@ -227,12 +272,7 @@ def _capacity(config: StudyConfig, n_rows: int) -> int | None:
     return min(known) if known else None
 
 
-def _claim(
-    db, secret_key, study, config, worker_hash, platform, params, client
-) -> ParticipantSession:
-    """Take the lowest free place in the design; the unique claim makes races fail loudly."""
-    release_expired(db, study, config)
-    design = study_design(db, study)
+def _free_claim(db: Session, study: Study) -> int:
     taken = set(
         db.scalars(
             select(ParticipantSession.design_claim).where(
@@ -241,8 +281,20 @@ def _claim(
             )
         )
     )
-    claim = next(n for n in range(len(taken) + 1) if n not in taken)
+    return next(n for n in range(len(taken) + 1) if n not in taken)
+
+
+def _claim(
+    db, study, config, worker_hash, platform, params, client, limits
+) -> tuple[ParticipantSession, str]:
+    """Take the lowest free place in the design; the unique claim makes races fail loudly."""
+    release_expired(db, study, config)
+    design = study_design(db, study)
+    claim = _free_claim(db, study)
     capacity = _capacity(config, len(design.rows))
+    full = capacity is not None and claim >= capacity
+    if full and limits is not None and release_idle(db, study.id, limits.idle_place_minutes):
+        claim = _free_claim(db, study)
     if capacity is not None and claim >= capacity:
         raise Conflict("this study has all the participants it needs: thank you for your interest")
     seed = secrets.randbelow(2**31)
@@ -262,14 +314,18 @@ def _claim(
         token_hash="pending",
     )
     session.id = new_id()
-    session.token_hash = token_digest(session_token(secret_key, session.id))
+    token = new_token()
+    session.token_hash = token_digest(token)
+    session.token_expires_at = datetime.now(UTC) + timedelta(
+        minutes=config.time_limits.session_minutes
+    )
     db.add(session)
     db.flush()
     planned = plan_session(
         config, design.rows, design.slots, design.catch, design.practice, claim, seed
     )
     insert_assignments(db, session.id, planned)
-    return session
+    return session, token
 
 
 def insert_assignments(db: Session | Connection, session_id: str, planned: list[Planned]) -> None:
@@ -302,6 +358,7 @@ class SessionAuth:
     study_id: int
     study_status: str
     config_hash: str
+    expires_at: datetime | None
 
 
 _AUTH = (
@@ -313,12 +370,14 @@ _AUTH = (
         Study.id,
         Study.status,
         Study.config_hash,
+        ParticipantSession.token_expires_at,
     )
     .join(Study, Study.id == ParticipantSession.study_id)
     .where(ParticipantSession.token_hash == bindparam("token_hash"))
 )
 MISSING_TOKEN = "missing session token: send Authorization: Bearer <token>"
 INVALID_TOKEN = "invalid session token for this session: start the study again"
+EXPIRED_TOKEN = "this session has expired (the study's time limit has passed): it cannot continue"
 
 
 def authenticate(db: Session, session_id: str, token: str | None) -> SessionAuth:
@@ -327,7 +386,10 @@ def authenticate(db: Session, session_id: str, token: str | None) -> SessionAuth
     row = db.connection().execute(_AUTH, {"token_hash": token_digest(token)}).first()
     if row is None or row[0] != session_id:
         raise Unauthorized(INVALID_TOKEN)
-    return SessionAuth(*row)
+    auth = SessionAuth(*row)
+    if auth.expires_at is not None and aware(auth.expires_at) <= datetime.now(UTC):
+        raise Unauthorized(EXPIRED_TOKEN)
+    return auth
 
 
 def _config(db: Session, auth: SessionAuth) -> StudyConfig:
@@ -345,10 +407,16 @@ def _unanswered():
     )
 
 
-def next_trial(db: Session, auth: SessionAuth) -> dict[str, Any] | None:
-    """The lowest-position unanswered trial, or None when all are answered."""
+def next_trial(db: Session, auth: SessionAuth, secret_key: str) -> dict[str, Any] | None:
+    """The lowest-position unanswered trial, or None when all are answered. Serving it
+    marks it served: only served trials can be answered."""
+    if auth.status not in ("active", "completed"):
+        check_open(auth.study_status, auth.status)
     row = db.execute(
         select(
+            Assignment.id,
+            Assignment.position,
+            Assignment.served_at,
             Assignment.trial_id,
             Assignment.max_is_a,
             Assignment.display,
@@ -364,7 +432,17 @@ def next_trial(db: Session, auth: SessionAuth) -> dict[str, Any] | None:
     ).first()
     if row is None:
         return None
-    trial_id, max_is_a, display, kind, query_max, query_min = row
+    assignment_id, position, served_at, trial_id, max_is_a, display, kind, query_max, query_min = (
+        row
+    )
+    now = datetime.now(UTC)
+    if served_at is None:
+        db.execute(update(Assignment).where(Assignment.id == assignment_id).values(served_at=now))
+    db.execute(
+        update(ParticipantSession)
+        .where(ParticipantSession.id == auth.session_id)
+        .values(last_seen_at=now)
+    )
     total, answered = db.execute(
         select(func.count(Assignment.id), func.count(Response.id))
         .outerjoin(Response, Response.assignment_id == Assignment.id)
@@ -378,12 +456,15 @@ def next_trial(db: Session, auth: SessionAuth) -> dict[str, Any] | None:
         "n_trials": total,
         "kind": block,  # catch trials are reported as "main": they must not stand out
         "block": block,
-        "images": {
-            "query_a": f"/stimuli/{a}",
-            "query_b": f"/stimuli/{b}",
-            "references_max": [f"/stimuli/{s}" for s in display.get("max", [])],
-            "references_min": [f"/stimuli/{s}" for s in display.get("min", [])],
-        },
+        "images": trial_images(
+            secret_key,
+            auth.session_id,
+            position,
+            a,
+            b,
+            display.get("max", []),
+            display.get("min", []),
+        ),
     }
 
 
@@ -455,13 +536,37 @@ def _completion_body(config: StudyConfig, session: ParticipantSession) -> dict[s
 
 
 def record_events(db: Session, auth: SessionAuth, events: list[dict[str, Any]]) -> None:
-    session = db.get(ParticipantSession, auth.session_id)
-    stored = list(session.events or [])
-    if len(stored) + len(events) > MAX_EVENTS:
-        raise Conflict(f"too many events for one session (limit {MAX_EVENTS})", status_code=413)
-    session.events = stored + events
-    session.last_seen_at = datetime.now(UTC)
-    db.flush()
+    """Append the events as rows (a post never rewrites earlier ones), within the quota."""
+    check_open(auth.study_status, auth.status)
+    stored = db.scalar(
+        select(func.count(SessionEvent.id)).where(SessionEvent.session_id == auth.session_id)
+    )
+    if stored + len(events) > MAX_EVENTS:
+        raise AppError(
+            f"too many events for one session (limit {MAX_EVENTS}, {stored} stored)",
+            status_code=413,
+            code="EventQuotaExceeded",
+        )
+    now = datetime.now(UTC)
+    if events:
+        db.execute(
+            insert(SessionEvent),
+            [
+                {
+                    "session_id": auth.session_id,
+                    "type": e["type"],
+                    "t_ms": e["t_ms"],
+                    "detail": e.get("detail"),
+                    "received_at": now,
+                }
+                for e in events
+            ],
+        )
+    db.execute(
+        update(ParticipantSession)
+        .where(ParticipantSession.id == auth.session_id)
+        .values(last_seen_at=now)
+    )
 
 
 def answers_for_session(db: Session, session_id: str) -> dict[str, bool]:
