@@ -100,15 +100,36 @@ def serve(
     data_dir: Annotated[
         Path | None, typer.Option(help="Stimuli and caches (PSYCHINTERP_DATA_DIR).")
     ] = None,
+    forwarded_allow_ips: Annotated[
+        str | None,
+        typer.Option(
+            help="Reverse proxies whose X-Forwarded-For to believe, e.g. 127.0.0.1 "
+            "(PSYCHINTERP_FORWARDED_ALLOW_IPS; default: none)."
+        ),
+    ] = None,
 ) -> None:
     """Run the web server (participant pages, admin, API)."""
     import uvicorn
 
     from server.app import create_app
 
-    settings = settings_from(database_url, data_dir=data_dir)
+    settings = settings_from(
+        database_url, data_dir=data_dir, forwarded_allow_ips=forwarded_allow_ips
+    )
     open_database(settings, migrate=False)  # a clear error if unreachable; the app migrates
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+    uvicorn.run(
+        create_app(settings), host=host, port=port, log_level="info", **proxy_options(settings)
+    )
+
+
+def proxy_options(settings: Settings) -> dict[str, Any]:
+    """uvicorn's proxy settings from ours: uvicorn by default believes X-Forwarded-For from
+    127.0.0.1, so any local process (or a proxy that passes the header through) could pick
+    the client address that login throttling and rate limits key on. Trust only the proxies
+    the researcher names."""
+    if not settings.forwarded_allow_ips:
+        return {"proxy_headers": False}
+    return {"proxy_headers": True, "forwarded_allow_ips": settings.forwarded_allow_ips}
 
 
 @app.command()
@@ -151,7 +172,9 @@ def demo(
     from server.app import create_app
 
     served = settings.model_copy(update={"run_migrations_on_start": False})  # migrated above
-    uvicorn.run(create_app(served), host=host, port=port, log_level="warning")
+    uvicorn.run(
+        create_app(served), host=host, port=port, log_level="warning", **proxy_options(served)
+    )
 
 
 # --- db ----------------------------------------------------------------------------------------

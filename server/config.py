@@ -33,6 +33,13 @@ class Settings(BaseSettings):
         "trust no proxy, the client address is the TCP peer. Behind nginx on this host: "
         "127.0.0.1. Login throttling and rate limits key on this address.",
     )
+    forwarded_allow_ips: str = Field(
+        default="",
+        description="Comma-separated addresses or networks of reverse proxies whose "
+        "X-Forwarded-For/-Proto `psychinterp serve` believes, or '*'. Empty (the default): "
+        "trust no proxy, the client address is the TCP peer. Behind nginx on this host: "
+        "127.0.0.1. Login throttling and rate limits key on this address.",
+    )
     # issue 25, participant path: session starts per client address and per study within a
     # sliding window (stored in the database, so they hold across worker processes), and how
     # long a session may sit idle before its place goes to a new arrival when the study is full.
@@ -49,6 +56,24 @@ class Settings(BaseSettings):
         if kind not in {"cpu", "cuda", "mps"}:
             raise ValueError(f"device must be cpu, cuda, cuda:N or mps, got {value!r}")
         return value
+
+    @field_validator("forwarded_allow_ips")
+    @classmethod
+    def _check_forwarded_allow_ips(cls, value: str) -> str:
+        import ipaddress
+
+        entries = [entry.strip() for entry in value.split(",") if entry.strip()]
+        for entry in entries:
+            if entry == "*":
+                continue
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"forwarded_allow_ips: {entry!r} is not an IP address or network; give "
+                    "the proxy's address (e.g. 127.0.0.1 or 10.0.0.0/8), '*', or nothing"
+                ) from None
+        return ",".join(entries)
 
     @property
     def stimuli_dir(self) -> Path:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -222,3 +223,166 @@ def test_image_store_syncs_the_directory_after_the_rename(tmp_path, monkeypatch)
     synced_dirs.clear()
     store.put(np.ones((4, 4, 3), np.uint8))  # a second image: its directory synced too
     assert synced_dirs, "every new file's directory is synced"
+
+
+# --- finding 7: login throttling --------------------------------------------------------------
+
+
+@pytest.fixture
+def throttle_db(app):
+    with session_scope(app.state.session_factory) as db:
+        create_admin_user(db, "lead@lab.org", PASSWORD)
+    return app.state.session_factory
+
+
+def _fail(factory, email, client, times=1, now=None):
+    from server.login_throttle import record_login_failure
+
+    for _ in range(times):
+        with session_scope(factory) as db:
+            record_login_failure(db, "k", email, client, now)
+
+
+def _allowed(factory, email, client, now=None) -> bool:
+    from server.login_throttle import LoginThrottled, check_login_allowed
+
+    with session_scope(factory) as db:
+        try:
+            check_login_allowed(db, "k", email, client, now)
+            return True
+        except LoginThrottled:
+            return False
+
+
+def test_backoff_is_per_account_and_address_and_doubles(throttle_db):
+    from datetime import UTC, datetime, timedelta
+
+    from server.login_throttle import (
+        ACCOUNT_BACKOFF,
+        LoginClient,
+        LoginThrottled,
+        check_login_allowed,
+    )
+
+    attacker, colleague = LoginClient("203.0.113.9"), LoginClient("198.51.100.7")
+    _fail(throttle_db, "lead@lab.org", attacker, times=ACCOUNT_BACKOFF.free)
+    assert _allowed(throttle_db, "lead@lab.org", attacker)  # the free failures
+    _fail(throttle_db, "lead@lab.org", attacker)
+    with session_scope(throttle_db) as db, pytest.raises(LoginThrottled) as first:
+        check_login_allowed(db, "k", "LEAD@lab.org ", attacker)  # same account, normalised
+    _fail(throttle_db, "lead@lab.org", attacker)
+    with session_scope(throttle_db) as db, pytest.raises(LoginThrottled) as second:
+        check_login_allowed(db, "k", "lead@lab.org", attacker)
+    assert first.value.retry_after_s == 2 and second.value.retry_after_s == 4
+    # Not a global lock: the same account from elsewhere, another account from here.
+    assert _allowed(throttle_db, "lead@lab.org", colleague)
+    assert _allowed(throttle_db, "other@lab.org", attacker)
+    # Waits end, and a day without failures forgets the bucket.
+    later = datetime.now(UTC) + timedelta(seconds=5)
+    assert _allowed(throttle_db, "lead@lab.org", attacker, now=later)
+    _fail(throttle_db, "lead@lab.org", attacker, now=later + timedelta(days=2))
+    assert _allowed(throttle_db, "lead@lab.org", attacker, now=later + timedelta(days=2))
+
+
+def test_a_trusted_browser_is_not_locked_out_behind_a_shared_proxy(throttle_db):
+    """Without forwarded_allow_ips behind a proxy every request has the proxy's address: an
+    attacker there locks his own buckets, not a researcher whose browser logged in before."""
+    from server.login_throttle import ADDRESS_BACKOFF, LoginClient, device_cookie_for
+
+    proxy = "10.0.0.1"
+    researcher = LoginClient(proxy, device_cookie_for("k", "lead@lab.org"))
+    _fail(throttle_db, "lead@lab.org", LoginClient(proxy), times=8)
+    for i in range(ADDRESS_BACKOFF.free + 1):  # spraying many accounts
+        _fail(throttle_db, f"user{i}@lab.org", LoginClient(proxy))
+    assert not _allowed(throttle_db, "new@lab.org", LoginClient(proxy))  # spraying is slowed
+    assert _allowed(throttle_db, "lead@lab.org", researcher)
+    # A cookie is bound to its account and to the server's key.
+    stolen = LoginClient(proxy, device_cookie_for("k", "other@lab.org"))
+    forged = LoginClient(proxy, researcher.device_cookie.split(".")[0] + ".00")
+    assert not _allowed(throttle_db, "lead@lab.org", stolen)
+    assert not _allowed(throttle_db, "lead@lab.org", forged)
+
+
+def test_failures_count_across_processes(app, throttle_db):
+    """Failures recorded by another process (another server worker) block here too."""
+    import subprocess
+    import sys
+
+    url = app.state.settings.database_url
+    code = (
+        "from server.db.session import make_engine, make_session_factory, session_scope\n"
+        "from server.login_throttle import LoginClient, record_login_failure\n"
+        f"factory = make_session_factory(make_engine({url!r}))\n"
+        "for _ in range(6):\n"
+        "    with session_scope(factory) as db:\n"
+        "        record_login_failure(db, 'k', 'lead@lab.org', LoginClient('192.0.2.1'))\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+    from server.login_throttle import LoginClient
+
+    assert not _allowed(throttle_db, "lead@lab.org", LoginClient("192.0.2.1"))
+
+
+def test_login_route_throttles_with_retry_after_and_trusts_a_known_browser(throttle_db, client):
+    assert _login(client).status_code == 303  # this browser now holds a device cookie
+    device = client.cookies.get("pi_device")
+    assert device
+    client.cookies.clear()
+    for _ in range(6):
+        assert _login(client, password="guess guess guess").status_code == 200
+    refused = _login(client)  # even the right password waits: no guessing during the wait
+    assert refused.status_code == 429 and int(refused.headers["retry-after"]) >= 1
+    assert "Too many failed logins" in refused.text
+    _assert_security_headers(refused, "throttled login")
+    client.cookies.set("pi_device", device, path="/admin/login")
+    assert _login(client).status_code == 303
+
+
+def test_serve_ignores_forwarded_for_unless_a_proxy_is_trusted(tmp_path):
+    """A real `psychinterp serve`: X-Forwarded-For from localhost used to pick the address
+    (uvicorn trusts 127.0.0.1 by default), so rotating it bypassed throttling."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    from server.config import Settings
+    from server.studies.simulate import free_port
+
+    CLI = str(Path(sys.executable).with_name("psychinterp"))  # the installed console script
+    url = f"sqlite:///{tmp_path / 'serve.db'}"
+    env = os.environ | {"PSYCHINTERP_SECRET_KEY": "k", "PSYCHINTERP_DATA_DIR": str(tmp_path)}
+    subprocess.run(
+        [CLI, "admin", "create-user", "--email", "lead@lab.org",
+         "--password-stdin", "--database-url", url],
+        input=PASSWORD, text=True, env=env, check=True, timeout=120,
+    )  # fmt: skip
+    port = free_port()
+    server = subprocess.Popen(
+        [CLI, "serve", "--port", str(port), "--database-url", url],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}") as client:
+            for _ in range(300):
+                try:
+                    client.get("/admin/login")
+                    break
+                except httpx.TransportError:
+                    time.sleep(0.1)
+            codes = [
+                _login(client, password="guess", headers={"X-Forwarded-For": f"198.51.100.{i}"})
+                .status_code
+                for i in range(8)
+            ]  # fmt: skip
+        assert codes[:6] == [200] * 6 and codes[7] == 429, codes
+    finally:
+        server.kill()
+        server.wait(timeout=30)
+    with pytest.raises(ValueError, match="not an IP address"):
+        Settings(forwarded_allow_ips="proxy.example")
+    assert Settings(forwarded_allow_ips=" 127.0.0.1, 10.0.0.0/8 ").forwarded_allow_ips == (
+        "127.0.0.1,10.0.0.0/8"
+    )

@@ -7,8 +7,7 @@ Every route here except the login form needs a valid server-side admin session
 from __future__ import annotations
 
 import secrets
-import time
-from collections import defaultdict, deque
+from collections import defaultdict
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Form, Request
@@ -21,6 +20,16 @@ from server.auth import LoginFailed, admin_for_token, login, logout
 from server.db.models import AdminSession, AdminUser, ParticipantSession, Study
 from server.db.models import Response as Answer
 from server.errors import AppError, Forbidden, NotFound
+from server.login_throttle import (
+    DEVICE_COOKIE,
+    DEVICE_COOKIE_MAX_AGE_S,
+    LoginClient,
+    LoginThrottled,
+    check_login_allowed,
+    device_cookie_for,
+    record_login_failure,
+    record_login_success,
+)
 from server.security_headers import REPORT_CSP
 from web import TEMPLATES_DIR
 
@@ -29,21 +38,9 @@ templates = Jinja2Templates(directory=TEMPLATES_DIR)
 COOKIE = "pi_admin"
 LOGIN_CSRF_COOKIE = "pi_login_csrf"
 
-# Failed logins per client address in a sliding window (one process; enough against guessing).
-_LOGIN_WINDOW_S = 900
-_LOGIN_MAX_FAILURES = 10
-_failures: dict[str, deque[float]] = defaultdict(deque)
-
 
 class LoginRequired(AppError):
     status_code = 401
-
-
-def _recent_failures(client: str) -> deque[float]:
-    window = _failures[client]
-    while window and window[0] < time.monotonic() - _LOGIN_WINDOW_S:
-        window.popleft()
-    return window
 
 
 def current_admin(request: Request, db: SessionDep) -> tuple[AdminUser, AdminSession]:
@@ -88,16 +85,36 @@ def login_submit(
 ) -> Response:
     if not secrets.compare_digest(request.cookies.get(LOGIN_CSRF_COOKIE, ""), csrf):
         raise Forbidden("invalid CSRF token: reload the login page and try again")
-    client = request.client.host if request.client else "unknown"
-    failures = _recent_failures(client)
-    if len(failures) >= _LOGIN_MAX_FAILURES:
-        raise AppError("too many failed logins: wait 15 minutes", status_code=429)
+    # Throttled per account and address, or per account and trusted browser, in the
+    # database (server/login_throttle.py). The address is the socket's peer unless
+    # `forwarded_allow_ips` trusts a proxy's X-Forwarded-For (uvicorn resolves it).
+    secret = request.app.state.secret_key
+    client = LoginClient(
+        request.client.host if request.client else "unknown", request.cookies.get(DEVICE_COOKIE)
+    )
+    try:
+        check_login_allowed(db, secret, email, client)
+    except LoginThrottled as exc:
+        throttled = login_form(request, error=exc.message[:1].upper() + exc.message[1:] + ".")
+        throttled.status_code = 429
+        throttled.headers["Retry-After"] = str(exc.retry_after_s)
+        return throttled
     try:
         token, _ = login(db, email, password)
     except LoginFailed:
-        failures.append(time.monotonic())
+        record_login_failure(db, secret, email, client)
         return login_form(request, error="Wrong email or password.")
+    record_login_success(db, secret, email, client)
     response = RedirectResponse("/admin", status_code=303)
+    response.set_cookie(  # this browser is trusted for this account from now on
+        DEVICE_COOKIE,
+        device_cookie_for(secret, email),
+        max_age=DEVICE_COOKIE_MAX_AGE_S,
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+        path="/admin/login",
+    )
     response.set_cookie(
         COOKIE, token, httponly=True, samesite="lax", secure=request.url.scheme == "https", path="/"
     )

@@ -59,6 +59,20 @@ class AdminSession(Base):
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
+class LoginThrottle(Base):
+    """Failed dashboard logins of one bucket (see server/login_throttle.py): an account
+    from one address or trusted browser, or one address over all accounts. In the database,
+    not in memory, so every server process sees the same counts."""
+
+    __tablename__ = "login_throttle"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)  # sha256 of the bucket
+    scope: Mapped[str] = mapped_column(String(16))  # account | address
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    last_failure_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    blocked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
 class ApiToken(Base):
     """A bearer token for scripts on /api/admin: only its digest is stored (shown once)."""
 
