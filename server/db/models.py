@@ -233,20 +233,6 @@ class ParticipantSession(Base):
     started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     last_seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-
-
-class Assignment(Base):
-    """A trial placed at a position in one session, with its a/b order (answer side)."""
-
-    __tablename__ = "assignments"
-    __table_args__ = (
-        UniqueConstraint("session_id", "position"),
-        # A repeated practice block shows the same trials again as a new attempt.
-        UniqueConstraint("session_id", "trial_id", "attempt"),
-    )
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    session_id: Mapped[str] = mapped_column(
     # issue 25: the bearer token is random (only its digest is stored), replaced on resume,
     # and dies with the session (its time limit). NULL only for sessions made before 0002.
     token_expires_at: Mapped[datetime | None] = mapped_column(
@@ -279,6 +265,20 @@ class SessionStart(Base):
     study_id: Mapped[int] = mapped_column(ForeignKey("studies.id", ondelete="CASCADE"))
     address_hash: Mapped[str] = mapped_column(String(64), index=True)
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+
+
+class Assignment(Base):
+    """A trial placed at a position in one session, with its a/b order (answer side)."""
+
+    __tablename__ = "assignments"
+    __table_args__ = (
+        UniqueConstraint("session_id", "position"),
+        # A repeated practice block shows the same trials again as a new attempt.
+        UniqueConstraint("session_id", "trial_id", "attempt"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    session_id: Mapped[str] = mapped_column(
         ForeignKey("participant_sessions.id", ondelete="CASCADE"), index=True
     )
     trial_id: Mapped[str] = mapped_column(ForeignKey("trials.id", ondelete="CASCADE"))
@@ -287,6 +287,8 @@ class SessionStart(Base):
     attempt: Mapped[int] = mapped_column(Integer, default=0)
     # Order of references shown; server-side so a/b and the references can be re-shown on resume.
     display: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # Set when the trial is first served: only served trials can be answered (issue 25).
+    served_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
 class Response(Base):
@@ -301,8 +303,6 @@ class Response(Base):
     assignment_id: Mapped[int] = mapped_column(
         ForeignKey("assignments.id", ondelete="CASCADE"), unique=True
     )
-    # Set when the trial is first served: only served trials can be answered (issue 25).
-    served_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     trial_id: Mapped[str] = mapped_column(ForeignKey("trials.id", ondelete="CASCADE"))
     idempotency_key: Mapped[str] = mapped_column(String(100), unique=True)
     choice: Mapped[str] = mapped_column(String(1))  # a | b
