@@ -12,7 +12,15 @@ from analysis.exclusions import ExclusionRules, apply_exclusions
 from analysis.load import load_responses, load_study, study_rows
 from analysis.report import analyze, to_html, to_json, to_text
 from analysis.scores import main_trials, participant_accuracy, score_table, scores
-from analysis.stats import binomial_glmm, chance_tests, compare, compare_levels, response_summary
+from analysis.stats import (
+    binomial_glmm,
+    chance_tests,
+    compare,
+    compare_levels,
+    response_summary,
+    unit_accuracy,
+    unit_rank_tests,
+)
 
 __all__ = [
     "ExclusionRules",
@@ -34,4 +42,6 @@ __all__ = [
     "to_html",
     "to_json",
     "to_text",
+    "unit_accuracy",
+    "unit_rank_tests",
 ]

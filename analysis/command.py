@@ -23,8 +23,9 @@ def render_analysis(
     output: str | Path | None = None,
     rules: ExclusionRules | None = None,
     exclude_participants: Iterable[str] = (),
-    n_resamples: int = 1000,
+    n_resamples: int | None = None,
     seed: int = 0,
+    score: str | None = None,
 ) -> str:
     """Analyse `frame`; return the text to print (JSON, tables, or the HTML file's path)."""
     if fmt not in FORMATS:
@@ -39,6 +40,7 @@ def render_analysis(
         n_resamples=n_resamples,
         seed=seed,
         glmm=fmt != "table",
+        score=score,
     )
     if fmt == "json":
         return json.dumps(to_json(result), indent=2)

@@ -72,9 +72,18 @@ def study_rules(study: Any) -> ExclusionRules:
     return rules_from_study_config(study.config.get("exclusion"))
 
 
+def study_score(study: Any) -> tuple[str, int | None]:
+    """The study YAML's `analysis:` section: (score definition, resamples or None)."""
+    section = study.config.get("analysis") or {}
+    return section.get("score") or "crossed", section.get("n_resamples")
+
+
 def _analyze(frame, study: Any, rules: ExclusionRules):
+    score, n_resamples = study_score(study)
+    if n_resamples is None and score == "crossed":
+        n_resamples = DASHBOARD_RESAMPLES
     return analyze(
-        frame, title=study.title, rules=rules, n_resamples=DASHBOARD_RESAMPLES, glmm=False
+        frame, title=study.title, rules=rules, n_resamples=n_resamples, glmm=False, score=score
     )
 
 
@@ -82,5 +91,8 @@ def study_report_html(engine: Engine, study: Any) -> str:
     frame = load_study(engine, study.slug)
     if frame.empty:
         return f"<!doctype html><p>{study.title}: no responses yet.</p>"
-    result = analyze(frame, title=study.title, rules=study_rules(study))
+    score, n_resamples = study_score(study)
+    result = analyze(
+        frame, title=study.title, rules=study_rules(study), score=score, n_resamples=n_resamples
+    )
     return to_html(result, frame)

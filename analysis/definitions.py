@@ -74,16 +74,19 @@ def bca_interval(
 
     Vectorised over groups: resampled means come from `_single_cell_resamples` (a draw
     per distinct value, not per resample), the acceleration from the closed-form
-    jackknife of a mean. Matches scipy.stats.bootstrap(method="BCa") up to Monte Carlo
-    error (tests/test_score_definitions.py checks it).
+    jackknife of a mean. On continuous values it matches scipy.stats.bootstrap(method="BCa")
+    up to Monte Carlo error (tests/test_score_definitions.py checks it).
     """
     rng = np.random.default_rng(seed)
     data = pd.DataFrame({"g": group, "x": values})
     stats = data.groupby("g")["x"].agg(["sum", "size", "mean"])
     theta = stats["mean"].to_numpy()
     resamples = np.sort(_single_cell_resamples(rng, group, values, n_resamples), axis=1)
-    # Bias correction: where the point estimate falls among its resamples.
+    # Bias correction: where the point estimate falls among its resamples. Ties count
+    # half (mid-rank): means of few 0/1 answers or few units often equal the estimate,
+    # and counting them as "above" would shift the interval (scipy counts only "<").
     below = (resamples < theta[:, None]).mean(axis=1)
+    below += 0.5 * (resamples == theta[:, None]).mean(axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):
         z0 = ndtri(below)
         size = data["g"].map(stats["size"]).to_numpy()

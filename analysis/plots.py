@@ -17,7 +17,10 @@ from server.errors import AppError
 
 
 def _errors(table: pd.DataFrame) -> np.ndarray:
-    return np.vstack([table["accuracy"] - table["ci_low"], table["ci_high"] - table["accuracy"]])
+    # A BCa interval (score imi) need not contain the point estimate: bars start at it.
+    low = (table["accuracy"] - table["ci_low"]).clip(lower=0.0)
+    high = (table["ci_high"] - table["accuracy"]).clip(lower=0.0)
+    return np.vstack([low, high])
 
 
 def _chance_line(ax, chance: float, lowest: float = 1.0) -> None:

@@ -16,9 +16,16 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from analysis import plots
+from analysis.definitions import check_score, resamples_for
 from analysis.exclusions import ExclusionReport, ExclusionRules, apply_exclusions
 from analysis.scores import SCORE_COLUMNS, main_trials, scores
-from analysis.stats import binomial_glmm, chance_tests, compare_levels, response_summary
+from analysis.stats import (
+    binomial_glmm,
+    chance_tests,
+    compare_levels,
+    response_summary,
+    unit_rank_tests,
+)
 from server.errors import AppError
 
 
@@ -32,6 +39,11 @@ class Analysis:
     glmm: dict
     responses: pd.DataFrame
     figures: dict = field(default_factory=dict)
+    # Which score definition produced every number, and with how many resamples.
+    score: str = "crossed"
+    n_resamples: int = 1000
+    # Kruskal-Wallis / Brunner-Munzel on per-unit accuracies, per factor (condition, model).
+    unit_tests: dict = field(default_factory=dict)
 
 
 def analyze(
@@ -39,12 +51,19 @@ def analyze(
     title: str = "analysis",
     rules: ExclusionRules | None = None,
     exclude_participants: Iterable[str] = (),
-    n_resamples: int = 1000,
+    n_resamples: int | None = None,
     seed: int = 0,
     chance: float = 0.5,
     glmm: bool = True,
+    score: str | None = None,
 ) -> Analysis:
-    """Exclusions, scores with CIs, chance tests, comparisons (and a GLMM) of `frame`."""
+    """Exclusions, scores with CIs, chance tests, comparisons (and a GLMM) of `frame`.
+
+    `score` names the definition (crossed, imi, borowski); `n_resamples` None takes its
+    default. Pairwise comparisons keep their own 1000-resample bootstrap.
+    """
+    score = check_score(score)
+    n_resamples = resamples_for(score, n_resamples)
     kept, report = apply_exclusions(frame, rules, exclude_participants)
     if report.participants_total and not report.participants_kept:
         caught = ", ".join(
@@ -57,10 +76,15 @@ def analyze(
             f"rules: {caught}. Relax one with --rule NAME=VALUE|off, or use --no-exclusions"
         )
     scored = main_trials(kept)
-    tables = scores(kept, n_resamples=n_resamples, seed=seed)
-    comparisons = compare_levels(scored, "condition", n_resamples=n_resamples, seed=seed)
+    tables = scores(kept, n_resamples=n_resamples, seed=seed, score=score)
+    compare_resamples = n_resamples if score == "crossed" else 1000
+    comparisons = compare_levels(scored, "condition", n_resamples=compare_resamples, seed=seed)
+    unit_tests = {}
+    if (scored["unit"] != "").any():
+        unit_tests["condition"] = unit_rank_tests(scored, "condition")
     if "by_model" in tables:
-        comparisons += compare_levels(scored, "model", n_resamples=n_resamples, seed=seed)
+        comparisons += compare_levels(scored, "model", n_resamples=compare_resamples, seed=seed)
+        unit_tests["model"] = unit_rank_tests(scored, "model")
     return Analysis(
         title=title,
         tables=tables,
@@ -69,7 +93,25 @@ def analyze(
         comparisons=comparisons,
         glmm=binomial_glmm(scored) if glmm else {"fitted": False, "reason": "not requested"},
         responses=response_summary(scored, ["condition"]),
+        score=score,
+        n_resamples=n_resamples,
+        unit_tests=unit_tests,
     )
+
+
+SCORE_DESCRIPTIONS = {
+    "crossed": "mean of per-participant accuracies; 95% CI from a two-way (participants x "
+    "units) bootstrap",
+    "imi": "mean of per-unit accuracies; 95% BCa bootstrap CI over units (Zimmermann et al. 2023)",
+    "borowski": "mean of per-participant accuracies; interval +-2 SEM over participants "
+    "(Borowski et al. 2021)",
+}
+
+
+def score_note(result: Analysis) -> str:
+    """One line saying how every number was produced."""
+    resamples = f", {result.n_resamples} resamples" if result.n_resamples else ""
+    return f"score: {result.score} ({SCORE_DESCRIPTIONS[result.score]}{resamples})"
 
 
 def _clean(value):
@@ -79,6 +121,14 @@ def _clean(value):
     if hasattr(value, "item"):
         return _clean(value.item())
     return value
+
+
+def _clean_nested(value):
+    if isinstance(value, dict):
+        return {k: _clean_nested(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clean_nested(v) for v in value]
+    return _clean(value)
 
 
 def _records(table: pd.DataFrame) -> list[dict]:
@@ -91,13 +141,21 @@ def to_json(result: Analysis) -> dict:
         row["condition"]: {k: row[k] for k in SCORE_COLUMNS}
         for row in _records(result.tables["by_condition"])
     }
-    out: dict = {"by_condition": by_condition}
+    out: dict = {
+        "score": {
+            "definition": result.score,
+            "n_resamples": result.n_resamples,
+            "description": SCORE_DESCRIPTIONS[result.score],
+        },
+        "by_condition": by_condition,
+    }
     for name in ("by_model", "by_layer", "by_unit"):
         if name in result.tables:
             out[name] = _records(result.tables[name])
     out["excluded"] = result.exclusions.as_dict()
     out["chance"] = _records(result.chance)
     out["comparisons"] = [{k: _clean(v) for k, v in c.items()} for c in result.comparisons]
+    out["unit_tests"] = _clean_nested(result.unit_tests)
     out["glmm"] = result.glmm
     out["responses"] = _records(result.responses)
     return out
@@ -105,7 +163,7 @@ def to_json(result: Analysis) -> dict:
 
 def to_text(result: Analysis) -> str:
     """Plain tables for a terminal."""
-    parts = [f"# {result.title}"]
+    parts = [f"# {result.title}", score_note(result)]
     report = result.exclusions
     parts.append(
         f"participants kept {report.participants_kept} of {report.participants_total}, "
@@ -122,7 +180,21 @@ def to_text(result: Analysis) -> str:
     parts += ["", "chance", result.chance.to_string(index=False, float_format="%.4g")]
     if result.comparisons:
         parts += ["", "comparisons", pd.DataFrame(result.comparisons).to_string(index=False)]
+    for factor, tests in result.unit_tests.items():
+        parts += ["", f"per-unit tests by {factor}", _kruskal_line(tests)]
+        if tests["brunner_munzel"]:
+            parts.append(pd.DataFrame(tests["brunner_munzel"]).to_string(index=False))
     return "\n".join(parts)
+
+
+def _kruskal_line(tests: dict) -> str:
+    kruskal = tests["kruskal"]
+    if kruskal is None:
+        return "Kruskal-Wallis: not applicable (needs two levels with at least 2 units each)"
+    return (
+        f"Kruskal-Wallis across {', '.join(kruskal['levels'])}: "
+        f"H={kruskal['statistic']:.3f}, p={kruskal['p_value']:.4g}"
+    )
 
 
 def figures(result: Analysis, frame: pd.DataFrame | None = None) -> dict:
@@ -150,7 +222,11 @@ def figure_html(figure) -> str:
 def to_html(result: Analysis, frame: pd.DataFrame | None = None) -> str:
     """One self-contained page: tables and figures inline (PNG as data URIs)."""
     esc = html.escape
-    body = [f"<h1>{esc(result.title)}</h1>", "<h2>Exclusions</h2>"]
+    body = [
+        f"<h1>{esc(result.title)}</h1>",
+        f"<p data-testid='score-definition'>{esc(score_note(result))}</p>",
+        "<h2>Exclusions</h2>",
+    ]
     report = result.exclusions
     body.append(
         f"<p>Participants kept {report.participants_kept} of {report.participants_total}; "
@@ -165,6 +241,14 @@ def to_html(result: Analysis, frame: pd.DataFrame | None = None) -> str:
     body += ["<h2>Chance-level tests</h2>", result.chance.to_html(index=False)]
     if result.comparisons:
         body += ["<h2>Comparisons</h2>", pd.DataFrame(result.comparisons).to_html(index=False)]
+    for factor, tests in result.unit_tests.items():
+        body += [
+            f"<h2>Per-unit tests by {esc(factor)}</h2>",
+            f"<p>{esc(_kruskal_line(tests))}</p>",
+        ]
+        if tests["brunner_munzel"]:
+            pairs = pd.DataFrame(tests["brunner_munzel"])
+            body += ["<h3>Brunner-Munzel, pairs</h3>", pairs.to_html(index=False, na_rep="")]
     body += ["<h2>Confidence and reaction time</h2>", result.responses.to_html(index=False)]
     if result.glmm.get("fitted"):
         effects = pd.DataFrame(result.glmm["fixed_effects"]).T

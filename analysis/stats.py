@@ -99,6 +99,64 @@ def compare_levels(
     ]
 
 
+def unit_accuracy(frame: pd.DataFrame, factor: str) -> pd.DataFrame:
+    """Each unit's proportion correct within each level of `factor` (IMI's observations)."""
+    return (
+        frame.groupby([factor, "unit"], observed=True)["correct"]
+        .agg(accuracy="mean", n_responses="size")
+        .reset_index()
+    )
+
+
+def unit_rank_tests(frame: pd.DataFrame, factor: str = "condition") -> dict:
+    """Tests between the levels of `factor` on per-unit accuracies, as IMI reports them.
+
+    Kruskal-Wallis across all levels, and Brunner-Munzel for every pair (it allows
+    unequal variances and ties, which per-unit proportions of ~30 answers have). Units are
+    the observations, so units seen under both levels count in both samples: the tests
+    compare the populations of units, not paired differences.
+    """
+    per_unit = unit_accuracy(frame, factor)
+    samples = {
+        str(level): group["accuracy"].to_numpy()
+        for level, group in per_unit.groupby(factor, observed=True, sort=True)
+    }
+    out: dict = {"factor": factor, "observations": "units", "n_units": {}, "kruskal": None}
+    out["n_units"] = {level: len(values) for level, values in samples.items()}
+    usable = {level: values for level, values in samples.items() if len(values) >= 2}
+    if len(usable) >= 2:
+        pooled = np.concatenate(list(usable.values()))
+        if np.ptp(pooled) > 0:
+            test = sps.kruskal(*usable.values())
+            out["kruskal"] = {
+                "levels": list(usable),
+                "statistic": float(test.statistic),
+                "p_value": float(test.pvalue),
+            }
+    pairs = []
+    for first, second in itertools.combinations(samples, 2):
+        a, b = samples[first], samples[second]
+        row = {
+            "first": first,
+            "second": second,
+            "n_units_first": len(a),
+            "n_units_second": len(b),
+            "mean_first": float(a.mean()),
+            "mean_second": float(b.mean()),
+            "statistic": None,
+            "p_value": None,
+        }
+        if len(a) >= 2 and len(b) >= 2 and np.ptp(np.concatenate([a, b])) > 0:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # scipy warns about small samples; p says it
+                test = sps.brunnermunzel(a, b)
+            if np.isfinite(test.statistic):
+                row["statistic"], row["p_value"] = float(test.statistic), float(test.pvalue)
+        pairs.append(row)
+    out["brunner_munzel"] = pairs
+    return out
+
+
 def binomial_glmm(frame: pd.DataFrame, factor: str = "condition", max_size: int = 400_000) -> dict:
     """correct ~ factor with random intercepts for participant and unit (statsmodels,
     variational Bayes). Returns the fixed effects (log-odds), or why it could not run.

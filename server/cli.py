@@ -525,8 +525,17 @@ def analyze(
     where: Annotated[
         list[str] | None, typer.Option(help="Keep only rows with COL=VALUE (repeatable).")
     ] = None,
-    bootstrap: Annotated[int, typer.Option(min=10, help="Bootstrap resamples.")] = 1000,
+    bootstrap: Annotated[
+        int | None,
+        typer.Option(min=10, help="Bootstrap resamples (default: the score's, 1000 or 10000)."),
+    ] = None,
     seed: Annotated[int, typer.Option(help="Bootstrap seed.")] = 0,
+    score: Annotated[
+        str | None,
+        typer.Option(
+            help="Score definition: crossed (default), imi or borowski (default: the study's)."
+        ),
+    ] = None,
     rule: Annotated[
         list[str] | None,
         typer.Option(help="Exclusion rule NAME=VALUE|off, e.g. min_catch_accuracy=0.6."),
@@ -554,12 +563,15 @@ def analyze(
         frame = load_responses(responses, mapping, where or [])
         title = responses.stem
         base_rules = ExclusionRules()
+        study_analysis: dict = {}
     else:
         engine = open_database(settings_from(database_url), migrate=False).kw["bind"]
         frame = load_study(engine, study)
         title = study
         # The study's own `exclusion:` section, unless --rule overrides a rule.
-        base_rules = rules_from_study_config(study_config(engine, study).get("exclusion"))
+        stored = study_config(engine, study)
+        base_rules = rules_from_study_config(stored.get("exclusion"))
+        study_analysis = stored.get("analysis") or {}
     text = render_analysis(
         frame,
         title,
@@ -567,8 +579,9 @@ def analyze(
         output,
         rules_from_options(rule or [], no_exclusions, base_rules),
         exclude or [],
-        bootstrap,
+        bootstrap if bootstrap is not None or score else study_analysis.get("n_resamples"),
         seed,
+        score or study_analysis.get("score"),
     )
     print(text)
 

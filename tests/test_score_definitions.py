@@ -3,17 +3,23 @@ reproduce hand-computed values, and every table says which definition produced i
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats as sps
+from typer.testing import CliRunner
 
 import analysis
 from analysis.bootstrap import hierarchical_bootstrap
 from analysis.crossed import crossed_bootstrap
 from analysis.definitions import bca_interval
-from analysis.synthetic import crossed_studies, crossed_truth
+from analysis.synthetic import crossed_studies, crossed_truth, synthetic_responses
+from server.cli import app
 from server.errors import AppError
+
+runner = CliRunner()
 
 
 def tidy(rows) -> pd.DataFrame:
@@ -130,3 +136,51 @@ def test_unknown_definition_and_imi_without_units_are_clear_errors():
     no_units = TABLE.assign(unit="")
     with pytest.raises(AppError, match="score 'imi' averages per-unit accuracies"):
         analysis.score_table(no_units, ["condition"], score="imi")
+
+
+# --- per-unit rank tests, and the definition in every output -----------------------------
+
+
+def test_unit_rank_tests_are_scipys_on_per_unit_accuracies():
+    frame = analysis.main_trials(synthetic_responses(20, 3, 30, 1200, seed=1))
+    tests = analysis.unit_rank_tests(frame, "model")
+    per_unit = frame.groupby(["model", "unit"])["correct"].mean()
+    samples = [per_unit[m].to_numpy() for m in ("model-0", "model-1", "model-2")]
+    assert tests["kruskal"]["p_value"] == pytest.approx(sps.kruskal(*samples).pvalue)
+    assert tests["n_units"] == {"model-0": 10, "model-1": 10, "model-2": 10}
+    first = tests["brunner_munzel"][0]
+    assert (first["first"], first["second"]) == ("model-0", "model-1")
+    assert first["p_value"] == pytest.approx(sps.brunnermunzel(*samples[:2]).pvalue)
+    # One unit per level: nothing to test, said as such rather than NaN.
+    tiny = frame[frame["unit"].isin(["u0", "u1"])]
+    assert analysis.unit_rank_tests(tiny, "model")["kruskal"] is None
+
+
+def test_cli_score_option_in_json_table_and_html(tmp_path):
+    path = tmp_path / "responses.csv"
+    synthetic_responses(20, 3, 30, 1200, seed=2).to_csv(path, index=False)
+    args = ["analyze", "--responses", str(path)]
+    result = runner.invoke(app, [*args, "--score", "borowski", "--format", "json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["score"]["definition"] == "borowski" and data["score"]["n_resamples"] == 0
+    natural = data["by_condition"]["natural"]
+    assert {"accuracy", "ci_low", "ci_high", "n_participants", "n_responses"} <= set(natural)
+    assert (natural["score"], natural["n_resamples"]) == ("borowski", 0)
+    assert natural["ci_high"] - natural["accuracy"] == pytest.approx(2 * natural["sem"])
+    assert data["unit_tests"]["condition"]["kruskal"]["p_value"] < 0.05
+    imi = json.loads(
+        runner.invoke(
+            app, [*args, "--score", "imi", "--bootstrap", "2000", "--format", "json"]
+        ).output
+    )
+    assert imi["score"]["n_resamples"] == 2000
+    assert all(row["score"] == "imi" for row in imi["by_unit"])
+    table = runner.invoke(app, [*args, "--format", "table"])
+    assert "score: crossed" in table.output and "Kruskal-Wallis across" in table.output
+    report = tmp_path / "r.html"
+    runner.invoke(app, [*args, "--score", "imi", "--format", "html", "--output", str(report)])
+    text = report.read_text()
+    assert "score: imi" in text and "10000 resamples" in text and "Brunner-Munzel" in text
+    bad = runner.invoke(app, [*args, "--score", "mean"])
+    assert bad.exit_code == 1 and "unknown score definition 'mean'" in bad.output

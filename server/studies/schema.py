@@ -28,6 +28,10 @@ class PracticeConfig(Strict):
     obvious: int = Field(4, ge=0)
     max_attempts: int = Field(3, ge=1, le=10)
     feedback: bool = True
+    # IMI repeats practice until every trial is right. Past max_attempts rounds a
+    # participant is either stopped politely (`stop`, session screened out) or keeps
+    # practising and is flagged (`flag`); the `max_practice_attempts` rule excludes both.
+    on_fail: Literal["stop", "flag"] = "stop"
 
     @model_validator(mode="after")
     def _obvious_fits(self) -> PracticeConfig:
@@ -95,6 +99,17 @@ class ExclusionConfig(Strict):
     max_practice_attempts: int = 3
 
 
+class AnalysisConfig(Strict):
+    """How the study's scores are defined (analysis.definitions): `crossed` (default,
+    participants x units bootstrap), `imi` (mean of unit means, BCa over units) or
+    `borowski` (mean of participant means +- 2 SEM)."""
+
+    score: Literal["crossed", "imi", "borowski"] = "crossed"
+    n_resamples: int | None = Field(
+        None, ge=0, le=1_000_000, description="Bootstrap resamples; none: the score's default."
+    )
+
+
 class FeedbackTimings(Strict):
     frame: int = 350
     # "continue" is a Python keyword only as an attribute name; the JSON key stays.
@@ -146,6 +161,7 @@ class StudyConfig(Strict):
     time_limits: TimeLimitsConfig = TimeLimitsConfig()
     completion: CompletionConfig = CompletionConfig()
     exclusion: ExclusionConfig = ExclusionConfig()
+    analysis: AnalysisConfig = AnalysisConfig()
     layout: LayoutConfig = LayoutConfig()
     window: WindowConfig = WindowConfig()
     decline_redirect_url: str | None = None
