@@ -3,7 +3,8 @@
 Each participant starts a session, answers trials until 204, and completes. A response
 whose acknowledgement is "lost" (probability drop_rate) is sent again with the same
 idempotency key, as the browser's retry queue does; the server must store it once.
-The oracle observer reads answers from the database (a test tool, never the API).
+Observers (random, oracle, similarity) live in `server.studies.observers`; the oracle reads
+answers from the database (a test tool, never the API).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -27,9 +28,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from server.db.models import Response, Trial
 from server.db.session import session_scope
 from server.errors import AppError
-from server.studies.sessions import answers_for_session
+from server.studies.observers import TrialObserver, make_observer
 
-Observer = Literal["random", "oracle"]
+Observer = Literal["random", "oracle", "similarity"]
 
 
 @dataclass
@@ -66,7 +67,8 @@ class _Tally:
 
 
 def _request(client: httpx.Client, method: str, url: str, tally=None, **kwargs) -> httpx.Response:
-    """Retry transport failures and 5xx with backoff (4xx are answers, not failures)."""
+    """Retry transport failures and 5xx with backoff, and 429 after its Retry-After, as the
+    browser does (other 4xx are answers, not failures)."""
     delay = 0.05
     for _ in range(30):
         if tally is not None:
@@ -74,6 +76,9 @@ def _request(client: httpx.Client, method: str, url: str, tally=None, **kwargs) 
                 tally.sent += 1
         try:
             reply = client.request(method, url, **kwargs)
+            if reply.status_code == 429:
+                time.sleep(float(reply.headers.get("retry-after", 1)))
+                continue
             if reply.status_code < 500:
                 return reply
         except httpx.TransportError:
@@ -83,21 +88,31 @@ def _request(client: httpx.Client, method: str, url: str, tally=None, **kwargs) 
     raise AppError(f"{method} {url}: no answer after 30 tries")
 
 
+def _start_body(client: httpx.Client, slug: str, worker: str) -> dict:
+    """The platform parameters the study's platform would append to its link (a Prolific or
+    MTurk study refuses a session without them)."""
+    info = _request(client, "GET", f"/api/v1/studies/{slug}")
+    platform = info.json().get("completion", {}).get("platform") if info.is_success else None
+    if platform == "mturk":
+        ids = {"workerId": worker, "assignmentId": f"a-{worker}", "hitId": "sim"}
+        return {**ids, "turkSubmitTo": "https://workersandbox.mturk.com", "client": {}}
+    return {"PROLIFIC_PID": worker, "STUDY_ID": "sim", "SESSION_ID": worker, "client": {}}
+
+
 def _participant(
     client: httpx.Client,
     slug: str,
     worker: str,
-    observer: Observer,
+    observer: TrialObserver,
     drop_rate: float,
     rng: np.random.Generator,
-    answers: Callable[[str], dict[str, bool]] | None,
     tally: _Tally,
 ) -> None:
     reply = _request(
         client,
         "POST",
         f"/api/v1/studies/{slug}/sessions",
-        json={"PROLIFIC_PID": worker, "STUDY_ID": "sim", "client": {}},
+        json=_start_body(client, slug, worker),
     )
     if reply.status_code not in (200, 201):
         raise AppError(f"could not start a session: {reply.status_code} {reply.text}")
@@ -111,11 +126,9 @@ def _participant(
         if reply.status_code == 204:
             break
         reply.raise_for_status()
-        trial_id = reply.json()["trial_id"]
-        if observer == "oracle":
-            choice = "a" if answers(session_id)[trial_id] else "b"
-        else:
-            choice = "a" if rng.random() < 0.5 else "b"
+        trial = reply.json()
+        trial_id = trial["trial_id"]
+        choice = observer.choose(client, session_id, trial, headers, rng)
         body = {
             "trial_id": trial_id,
             "choice": choice,
@@ -151,16 +164,18 @@ def run_simulation(
     drop_rate: float = 0.0,
     seed: int = 0,
     session_factory: sessionmaker[Session] | None = None,
+    backend: str | None = None,
+    alpha: float | None = None,
 ) -> SimulationResult:
-    """Drive `participants` through the API at `base_url`; accuracy comes from the DB."""
-    if observer == "oracle" and session_factory is None:
-        raise AppError("the oracle observer reads answers from the database: give its URL")
+    """Drive `participants` through the API at `base_url`; accuracy comes from the DB.
+
+    `observer` is a name (random, oracle, similarity) or an observer object; the similarity
+    observer takes a backend name and alpha (defaults: EfficientNet-Lite2, DEFAULT_ALPHA).
+    """
     if not 0.0 <= drop_rate < 1.0:
         raise AppError("drop rate must be in [0, 1)")
-
-    def answers(session_id: str) -> dict[str, bool]:
-        with session_scope(session_factory) as db:
-            return answers_for_session(db, session_id)
+    if isinstance(observer, str):
+        observer = make_observer(observer, session_factory, backend, alpha)
 
     tally = _Tally()
     run = uuid.uuid4().hex[:8]
@@ -179,7 +194,6 @@ def run_simulation(
                 observer,
                 drop_rate,
                 np.random.default_rng(seeds[i]),
-                answers,
                 tally,
             )
             for i in range(participants)

@@ -94,7 +94,9 @@ def _decode(data: bytes):
         with Image.open(io.BytesIO(data)) as image:
             return image.convert("RGB")
     except OSError as exc:
-        raise AppError(f"an image could not be decoded for the similarity observer: {exc}") from None
+        raise AppError(
+            f"an image could not be decoded for the similarity observer: {exc}"
+        ) from None
 
 
 class _PilEmbedding:

@@ -38,9 +38,7 @@ def normalize_rows(embeddings: np.ndarray) -> np.ndarray:
     return values / np.maximum(norms, 1e-12)
 
 
-def query_deltas(
-    queries: np.ndarray, positives: np.ndarray, negatives: np.ndarray
-) -> np.ndarray:
+def query_deltas(queries: np.ndarray, positives: np.ndarray, negatives: np.ndarray) -> np.ndarray:
     """Delta per query: (tasks, queries, dim), (tasks, K, dim) x 2 -> (tasks, queries).
 
     Embeddings must be unit length, so the dot product is the cosine similarity.
