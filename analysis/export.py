@@ -53,6 +53,10 @@ PARQUET_SCHEMA = pa.schema(
             "session_status": pa.string(),
             "session_started_at": _TIMESTAMP,
             "session_completed_at": _TIMESTAMP,
+            "practice_passed": pa.bool_(),
+            "practice_attempts": pa.int64(),
+            "practice_passed_at": _TIMESTAMP,
+            "instruction_s": pa.float64(),
         }.items()
     ]
 )
@@ -105,7 +109,17 @@ def _for_parquet(chunk: pd.DataFrame) -> pa.Table:
     chunk = chunk.copy()
     for column in ("received_at", "session_started_at", "session_completed_at"):
         chunk[column] = pd.to_datetime(chunk[column], utc=True)
-    for column in ("unit_index", "layer_depth", "confidence", "rt_ms", "time_elapsed_ms"):
+    chunk["practice_passed_at"] = pd.to_datetime(chunk["practice_passed_at"], utc=True)
+    # NULL until a practice round ends: pandas holds it as object; arrow wants bool/None.
+    chunk["practice_passed"] = chunk["practice_passed"].astype("boolean")
+    for column in (
+        "unit_index",
+        "layer_depth",
+        "confidence",
+        "rt_ms",
+        "time_elapsed_ms",
+        "instruction_s",
+    ):
         chunk[column] = pd.to_numeric(chunk[column], errors="coerce").astype(float)
     return pa.Table.from_pandas(chunk, schema=PARQUET_SCHEMA, preserve_index=False)
 

@@ -49,6 +49,11 @@ EXPORT_COLUMNS = (
     "session_status",
     "session_started_at",
     "session_completed_at",
+    # Per participant, for the exclusion rules of the same names (issue 19).
+    "practice_passed",
+    "practice_attempts",
+    "practice_passed_at",
+    "instruction_s",
 )
 
 
@@ -110,6 +115,10 @@ def _rows_statement(study_id: int):
             s.status.label("session_status"),
             s.started_at.label("session_started_at"),
             s.completed_at.label("session_completed_at"),
+            s.practice_passed,
+            s.practice_attempts,
+            s.practice_passed_at,
+            s.instruction_s,
         )
         .join(a, r.assignment_id == a.id)
         .join(s, r.session_id == s.id)

@@ -271,19 +271,20 @@ def test_exclusion_rules_with_counts():
     kept, report = apply_exclusions(frame, rules)
     assert set(kept["participant"]) == {"good"}
     assert report.participants == {
-        "bad_catch": ["catch_accuracy"],
-        "too_long": ["total_time"],
-        "sided": ["choices_per_side"],
-        "practised": ["comprehension"],
+        "bad_catch": ["min_catch_accuracy"],
+        "too_long": ["total_time_s"],
+        "sided": ["min_choices_per_row"],
+        "practised": ["max_practice_attempts"],
         "manual": ["manual"],
     }
     assert {k: v.get("participants", v.get("responses")) for k, v in report.rules.items()} == {
         "manual": 1,
-        "catch_accuracy": 1,
-        "total_time": 1,
-        "comprehension": 1,
-        "choices_per_side": 1,
-        "too_fast": 4,  # good's u0 rows: two main, one catch, one practice
+        "min_catch_accuracy": 1,
+        "total_time_s": 1,
+        "min_instruction_s": 0,  # no instruction_s column: reported as not applied
+        "max_practice_attempts": 1,
+        "min_choices_per_row": 1,
+        "min_rt_ms": 4,  # good's u0 rows: two main, one catch, one practice
     }
     assert report.responses_kept == len(kept) == 17 - 4
     assert report.as_dict()["participants_excluded"] == 5
@@ -310,7 +311,7 @@ def test_everyone_excluded_says_which_rules_did_it():
             }
         )
     )
-    with pytest.raises(AppError, match=r"every participant \(2\) was excluded.*catch_accuracy"):
+    with pytest.raises(AppError, match=r"every participant \(2\) was excluded.*min_catch_accuracy"):
         analysis.analyze(frame, n_resamples=50, glmm=False)
     kept = analysis.analyze(
         frame, rules=ExclusionRules(min_catch_accuracy=None), n_resamples=50, glmm=False

@@ -204,7 +204,7 @@ def test_cli_analyze_study_json(database_url):
     assert data["by_condition"]["natural"]["accuracy"] == pytest.approx(0.75)
     assert data["by_condition"]["natural"]["n_participants"] == 2
     assert data["excluded"]["participants_excluded"] == 1
-    assert data["excluded"]["rules"]["catch_accuracy"]["applied"] is True
+    assert data["excluded"]["rules"]["min_catch_accuracy"]["applied"] is True
 
 
 def test_require_completed_rule(database_url):

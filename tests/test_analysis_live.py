@@ -54,8 +54,8 @@ def test_analyze_and_export_a_simulated_study(live_study, tmp_path):
     assert out.exit_code == 0, out.output
     rules = json.loads(out.output)["excluded"]["rules"]
     exclusion = study.config["exclusion"]
-    assert rules["total_time"]["threshold"] == [None, exclusion["total_time_s"][1]]
-    assert rules["catch_accuracy"]["threshold"] == exclusion["min_catch_accuracy"] != 0.8
+    assert rules["total_time_s"]["threshold"] == [None, exclusion["total_time_s"][1]]
+    assert rules["min_catch_accuracy"]["threshold"] == exclusion["min_catch_accuracy"] != 0.8
 
     path = tmp_path / "export.csv"
     out = runner.invoke(app, ["export", study.slug, *args, "--output", str(path)])

@@ -238,6 +238,14 @@ class ParticipantSession(Base):
     token_expires_at: Mapped[datetime | None] = mapped_column(
         DateTime(timezone=True), nullable=True
     )
+    # issue 19 (0004): practice rounds finished, whether/when one was all right (NULL until
+    # the first round ends), and the instruction time the page reported (exclusion rules).
+    practice_passed: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
+    practice_passed_at: Mapped[datetime | None] = mapped_column(
+        DateTime(timezone=True), nullable=True
+    )
+    practice_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    instruction_s: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
 class SessionEvent(Base):

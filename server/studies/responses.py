@@ -22,17 +22,15 @@ from server.auth import token_digest
 from server.db.models import Assignment, ParticipantSession, Response, Study, Trial, utcnow
 from server.db.prepared import Prepared
 from server.errors import AppError, Conflict, NotFound, Unauthorized
-from server.studies.assignment import plan_practice
 from server.studies.audit import GENESIS, chain_hash
+from server.studies.practice import finish_practice_response
 from server.studies.schema import StudyConfig
 from server.studies.service import cached_config
 from server.studies.sessions import (
     EXPIRED_TOKEN,
     INVALID_TOKEN,
     MISSING_TOKEN,
-    cached_design,
     check_open,
-    insert_assignments,
 )
 
 
@@ -152,16 +150,6 @@ _MAIN_CORRECT_UP_TO = (
         Trial.kind != "practice",
     )
 )
-_PRACTICE_ATTEMPT = Prepared(
-    select(func.count(Response.id), func.count(Response.id).filter(Response.correct.is_(False)))
-    .join(Assignment, Assignment.id == Response.assignment_id)
-    .join(Trial, Trial.id == Response.trial_id)
-    .where(
-        Assignment.session_id == bindparam("session_id"),
-        Assignment.attempt == bindparam("attempt"),
-        Trial.kind == "practice",
-    )
-)
 _RECORD_COLUMNS = (
     "session_id",
     "trial_id",
@@ -259,12 +247,16 @@ def record_response(
         "record_hash": chain_hash(previous_hash or GENESIS, record),
     }
     _INSERT.run(conn, values)
+    practice = None
     if kind == "practice":
         design_key = (study_id, study_hash, stimulus_set_id)
-        _maybe_repeat_practice(conn, config, design_key, session_id, seed, attempt)
+        practice = finish_practice_response(conn, config, design_key, session_id, seed, attempt)
     # This response is the newest of its session, so the score so far plus itself is the
     # score up to it.
-    return _body(config, kind, correct, main_correct + (correct and kind != "practice")), True
+    body = _body(config, kind, correct, main_correct + (correct and kind != "practice"))
+    if practice is not None:
+        body["practice"] = practice  # a round ended: repeat, go on, or stop (issue 19)
+    return body, True
 
 
 def _replay(
@@ -290,22 +282,3 @@ def _body(config: StudyConfig, kind: str, correct: bool, main_correct: int) -> d
     if kind != "practice" and config.layout.show_running_score:
         body["n_correct"] = int(main_correct)
     return body
-
-
-def _maybe_repeat_practice(
-    conn: Connection,
-    config: StudyConfig,
-    design_key: tuple[int, str, str | None],
-    session_id: str,
-    seed: int,
-    attempt: int,
-) -> None:
-    """After a practice attempt with any error, assign the block again (up to max_attempts)."""
-    practice = config.trials.practice
-    if attempt + 1 >= practice.max_attempts:
-        return
-    done, wrong = _PRACTICE_ATTEMPT.first(conn, {"session_id": session_id, "attempt": attempt})
-    if done < practice.count or wrong == 0:
-        return
-    design = cached_design(conn, *design_key)
-    insert_assignments(conn, session_id, plan_practice(design.practice, attempt + 1, seed))

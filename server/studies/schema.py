@@ -98,6 +98,20 @@ class ExclusionConfig(Strict):
     min_choices_per_row: int = 5
     max_practice_attempts: int = 3
 
+    @model_validator(mode="before")
+    @classmethod
+    def _known_rules(cls, data: object) -> object:
+        """An unknown rule name is an error listing the valid ones (file:line is added by
+        the loader): a typo must not silently switch a rule back to its default."""
+        if isinstance(data, dict):
+            unknown = sorted(set(data) - set(cls.model_fields))
+            if unknown:
+                raise ValueError(
+                    f"unknown exclusion rule(s) {', '.join(map(str, unknown))}: "
+                    f"use {', '.join(cls.model_fields)}"
+                )
+        return data
+
 
 class AnalysisConfig(Strict):
     """How the study's scores are defined (analysis.definitions): `crossed` (default,

@@ -567,6 +567,19 @@ def record_events(db: Session, auth: SessionAuth, events: list[dict[str, Any]]) 
         .where(ParticipantSession.id == auth.session_id)
         .values(last_seen_at=now)
     )
+    # The page reports the time spent on the instructions once (issue 19: min_instruction_s).
+    done = [e for e in events if e["type"] == "instructions_done"]
+    detail = done[0].get("detail") if done else None
+    duration_ms = detail.get("duration_ms") if isinstance(detail, dict) else None
+    if isinstance(duration_ms, int | float) and duration_ms >= 0:
+        db.execute(
+            update(ParticipantSession)
+            .where(
+                ParticipantSession.id == auth.session_id,
+                ParticipantSession.instruction_s.is_(None),
+            )
+            .values(instruction_s=duration_ms / 1000.0)
+        )
 
 
 def answers_for_session(db: Session, session_id: str) -> dict[str, bool]:

@@ -199,6 +199,13 @@ class Run {
       } else {
         view.queries[answer.choice].classList.add("chosen");
       }
+      if (isPractice) {
+        // The end of a practice round: the server says repeat, go on, or (study's choice)
+        // stop a participant who needed more rounds than allowed.
+        const result = await verdict;
+        // A stopped session takes no more posts: the server has recorded the outcome.
+        if (result && result.practice && result.practice.stopped) return result.practice;
+      }
       verdict.then((result) => {
         if (result && typeof result.n_correct === "number" && this.study.layout.show_running_score && !isPractice) {
           setScore(`Correct so far: ${result.n_correct}`);
@@ -223,13 +230,23 @@ class Run {
     this.outbox.flush(); // answers left from an earlier visit go first
     if (this.state.stage === "instructions") await this.instructions();
     for (;;) {
-      await this.trials();
+      const stopped = await this.trials();
+      if (stopped) return this.stop(stopped);
       try {
         return this.finish(await this.complete());
       } catch (err) {
         if (!(err instanceof ApiError && err.status === 409)) throw err;
       }
     }
+  }
+
+  stop(practice) {
+    this.state.stage = "stopped";
+    this.state.stopped_message = practice.message;
+    this.save();
+    document.getElementById("topbar").hidden = true;
+    if (document.fullscreenElement) document.exitFullscreen().catch(() => {});
+    stoppedScreen(practice.message);
   }
 
   finish(completion) {
@@ -248,6 +265,11 @@ async function startSession(study, refreshHz) {
   const state = { session_id: data.session_id, token: data.token, stage: "instructions", started_at: epochMs() };
   writeJSON(storageKey, state);
   return state;
+}
+
+function stoppedScreen(text) {
+  screens.message("Thank you", text || "The study ends here for you. Thank you for your time.");
+  document.querySelector("#app .page").dataset.testid = "practice-stopped";
 }
 
 function explain(err) {
@@ -281,6 +303,10 @@ async function main() {
   let state = readJSON(storageKey);
   if (state && state.stage === "done" && state.completion) {
     screens.endScreen(state.completion, study);
+    return;
+  }
+  if (state && state.stage === "stopped") {
+    stoppedScreen(state.stopped_message);
     return;
   }
   if (isMobileDevice() && !study.allow_mobile) {

@@ -1,0 +1,78 @@
+"""The practice block: repeated until every trial of a round is right (IMI's only
+comprehension check), recorded on the session so the exclusion rule can fire.
+
+After the last response of a round the session records the rounds done
+(`practice_attempts`) and whether this round was all right (`practice_passed`, with
+`practice_passed_at`). A round with an error is followed by another one, up to the
+study's `practice.max_attempts`; past it the study chooses (`practice.on_fail`):
+
+- `stop`: the session ends as `screened_out` (its place is released for someone else)
+  and the page thanks the participant and explains, without blame;
+- `flag`: practice keeps repeating (up to assignment.PRACTICE_ROUND_LIMIT rounds, then the main
+  trials start anyway) and the `max_practice_attempts` rule excludes the participant.
+
+Runs inside the response's transaction (server.studies.responses), on its connection.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Connection, bindparam, func, select, update
+
+from server.db.models import Assignment, ParticipantSession, Response, Trial, utcnow
+from server.db.prepared import Prepared
+from server.studies.assignment import plan_practice, practice_rounds
+from server.studies.schema import StudyConfig
+from server.studies.sessions import cached_design, insert_assignments
+
+STOPPED_MESSAGE = (
+    "Thank you for your time. The practice trials were not all answered correctly after "
+    "{rounds} rounds, so the study ends here for you."
+)
+
+_ROUND = Prepared(
+    select(func.count(Response.id), func.count(Response.id).filter(Response.correct.is_(False)))
+    .join(Assignment, Assignment.id == Response.assignment_id)
+    .join(Trial, Trial.id == Response.trial_id)
+    .where(
+        Assignment.session_id == bindparam("session_id"),
+        Assignment.attempt == bindparam("attempt"),
+        Trial.kind == "practice",
+    )
+)
+
+
+def finish_practice_response(
+    conn: Connection,
+    config: StudyConfig,
+    design_key: tuple[int, str, str | None],
+    session_id: str,
+    seed: int,
+    attempt: int,
+) -> dict[str, Any] | None:
+    """After a practice response: None mid-round; at a round's end, what happens next
+    (`passed`, `round`, `repeat`, `stopped`, `message`), recorded on the session."""
+    practice = config.trials.practice
+    done, wrong = _ROUND.first(conn, {"session_id": session_id, "attempt": attempt})
+    if done < practice.count:
+        return None
+    rounds = attempt + 1
+    passed = wrong == 0
+    values: dict[str, Any] = {"practice_attempts": rounds, "practice_passed": passed}
+    outcome: dict[str, Any] = {"round": rounds, "passed": passed, "repeat": False}
+    outcome["stopped"] = False
+    if passed:
+        values["practice_passed_at"] = utcnow()
+    elif rounds < practice_rounds(practice):
+        design = cached_design(conn, *design_key)
+        insert_assignments(conn, session_id, plan_practice(design.practice, rounds, seed))
+        outcome["repeat"] = True
+    elif practice.on_fail == "stop":
+        values |= {"status": "screened_out", "design_claim": None}
+        outcome["stopped"] = True
+        outcome["message"] = STOPPED_MESSAGE.format(rounds=rounds)
+    conn.execute(
+        update(ParticipantSession).where(ParticipantSession.id == session_id).values(**values)
+    )
+    return outcome
