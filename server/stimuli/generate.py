@@ -26,7 +26,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from server.config import Settings
-from server.db.models import Image, Stimulus, StimulusSet, Unit, VisionModel
+from server.db.models import Image, Stimulus, StimulusSet, Unit, VisionModel, new_id
 from server.errors import AppError
 from server.hashing import json_sha256
 
@@ -177,16 +177,26 @@ def generate_stimuli(
     progress: Progress | None = None,
     device: str | None = None,
 ) -> StimulusSet:
-    """Generate a stimulus set; returns it with status "ready" (flushed, not committed)."""
-    stimulus_set = StimulusSet(config_hash=config.config_hash(), status="building", manifest={})
-    db.add(stimulus_set)
-    db.flush()
+    """Generate a stimulus set; returns it with status "ready" (flushed, not committed).
+
+    Nothing is written while the model computes (minutes): on SQLite a write would hold
+    the database's write lock all that time, and a job's progress rows could not be saved.
+    """
+    stimulus_set = StimulusSet(
+        id=new_id(), config_hash=config.config_hash(), status="building", manifest={}
+    )
     try:
         computed = _compute(settings, config, progress, device or settings.device)
+        if progress is not None:  # not while writing: a job's report would wait for our lock
+            progress("store images", 0, 1)
+        db.add(stimulus_set)
+        db.flush()
         with db.begin_nested():
             _write(db, settings, config, stimulus_set, computed)
         _write_overview(db, settings, stimulus_set.id)
+        fv_chunk_cache(settings, config).clear()  # stored now; the cache only served resumes
     except Exception as exc:
+        db.add(stimulus_set)
         stimulus_set.status = "failed"
         message = exc.message if isinstance(exc, AppError) else f"{type(exc).__name__}: {exc}"
         stimulus_set.manifest = {"error": message}
@@ -210,6 +220,13 @@ class _Computed:
         self.depths: dict[str, float] = {}
 
 
+def fv_chunk_cache(settings: Settings, config: GenerationConfig):
+    """Rendered FV chunks of this generation config, kept until its set is stored."""
+    from server.stimuli.fv_cache import ChunkCache
+
+    return ChunkCache(settings.data_dir / "fv-cache" / config.config_hash())
+
+
 def _compute(
     settings: Settings, config: GenerationConfig, progress: Progress | None, device: str
 ) -> _Computed:
@@ -218,7 +235,10 @@ def _compute(
     from server.stimuli.models import load_model
     from server.stimuli.units import layer_depths, sample_units
 
+    report = progress or (lambda stage, done, total: None)
+    report("load model", 0, 1)
     model = load_model(config.model, device, config.weights)
+    report("load model", 1, 1)
     units = sample_units(model, config.layers, config.units_per_layer, config.seed)
     table = collect_activations(
         model,
@@ -235,14 +255,17 @@ def _compute(
         computed.exemplars[unit] = select_exemplars(
             table.of(unit), config.k_references, config.n_batches, seed=config.seed * 7919 + i
         )
+        report("exemplars", i + 1, len(units))
     if config.fv.enabled:
-        _visualize(computed, config, progress)
+        _visualize(computed, config, progress, fv_chunk_cache(settings, config))
     else:
         computed.valid = {unit: True for unit in units}
     return computed
 
 
-def _visualize(computed: _Computed, config: GenerationConfig, progress: Progress | None) -> None:
+def _visualize(
+    computed: _Computed, config: GenerationConfig, progress: Progress | None, chunk_cache=None
+) -> None:
     """Render max+min FVs (alpha searched or fixed), apply IMI's validity rule, re-render."""
     from server.stimuli.folding import fold_for_rendering
     from server.stimuli.visualize import render_visualizations
@@ -260,6 +283,7 @@ def _visualize(computed: _Computed, config: GenerationConfig, progress: Progress
             progress=progress,
             diversity_weights=weights,
             render_model=render_model,
+            chunk_cache=chunk_cache,
         )
 
     def keep(visualizations: list[Visualization]) -> None:

@@ -35,6 +35,7 @@ from server.stimuli.models import LoadedModel
 from server.stimuli.units import LayerCapture, UnitRef, reduce_units
 
 if TYPE_CHECKING:
+    from server.stimuli.fv_cache import ChunkCache
     from server.stimuli.generate import FVConfig
 
 DIRECTIONS = {"max": 1.0, "min": -1.0}
@@ -240,6 +241,7 @@ def render_visualizations(
     progress: Callable[[str, int, int], None] | None = None,
     diversity_weights: Mapping[tuple[UnitRef, str], float] | None = None,
     render_model: LoadedModel | None = None,
+    chunk_cache: ChunkCache | None = None,
 ) -> list[Visualization]:
     """Max and/or min visualizations of `units`: per unit and direction 1 plain + n_diverse.
 
@@ -250,6 +252,10 @@ def render_visualizations(
     each with its own alpha. Entries keep their numbers in the full units x directions plan,
     and every random draw is keyed by entry, so a group follows the same trajectory
     whichever other groups share the call.
+
+    `chunk_cache` (generation jobs): finished chunks are kept and reused, so a job resumed
+    after its worker died renders only what was left. `progress("visualizations", done,
+    total)` counts group-steps, so it moves during a chunk, not only between chunks.
     """
     groups = plan_groups(units, config.n_diverse, directions, config.diversity_weight)
     n_entries = sum(g.size for g in groups)
@@ -269,12 +275,24 @@ def render_visualizations(
     results: list[Visualization] = []
     batch_size = config.batch_size
     pending = _chunks(groups, batch_size, split_layers)
-    total = len(groups)
+    total = len(groups) * max_steps
     while pending:
         chunk = pending.pop(0)
+        key = (model, chunk, config, seed, max_steps, n_entries)
+        cached = chunk_cache.get(key) if chunk_cache is not None else None
+        if cached is not None:
+            results.extend(cached)
+            if progress is not None:
+                progress("visualizations", len(results) * max_steps, total)
+            continue
+
+        def on_step(step: int, chunk: list[Group] = chunk) -> None:
+            if progress is not None:
+                progress("visualizations", (len(results) * max_steps + len(chunk) * step), total)
+
         try:
-            results.extend(
-                _render_chunk(render_model, model, chunk, config, seed, max_steps, n_entries)
+            rendered = _render_chunk(
+                render_model, model, chunk, config, seed, max_steps, n_entries, on_step
             )
         except torch.OutOfMemoryError:
             entries = sum(g.size for g in chunk)
@@ -289,8 +307,11 @@ def render_visualizations(
                 torch.cuda.empty_cache()
             pending = _chunks(chunk, batch_size, split_layers) + pending
             continue
+        if chunk_cache is not None:
+            chunk_cache.put(key, rendered)
+        results.extend(rendered)
         if progress is not None:
-            progress("visualizations", len(results), total)
+            progress("visualizations", len(results) * max_steps, total)
     order = {(g.unit, g.direction): i for i, g in enumerate(groups)}
     return sorted(results, key=lambda v: order[(v.unit, v.direction)])
 
@@ -298,6 +319,8 @@ def render_visualizations(
 # Transform draws are made on the host (seeded per step) a block of steps at a time, and
 # moved to the device in one copy: no host-to-device copy inside a step.
 _DRAW_BLOCK = 64
+# Steps between progress reports inside a chunk (a report costs a callback, not a sync).
+_PROGRESS_EVERY = 8
 # Eager steps before a CUDA graph is captured (PyTorch's recipe warms up on a side stream).
 _GRAPH_WARMUP_STEPS = 3
 
@@ -453,6 +476,7 @@ def _render_chunk(
     seed: int,
     max_steps: int,
     n_entries: int,
+    on_step: Callable[[int], None] | None = None,
 ) -> list[Visualization]:
     """Optimise one batch of groups; transform draws are made for all `n_entries` each step.
 
@@ -486,6 +510,8 @@ def _render_chunk(
                     side_stream = None
             else:
                 history.append(run_step())
+            if on_step is not None and step % _PROGRESS_EVERY == 0:
+                on_step(step)
             window = config.plateau_window
             if (
                 config.early_stop
