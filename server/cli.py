@@ -107,19 +107,29 @@ def serve(
             "(PSYCHINTERP_FORWARDED_ALLOW_IPS; default: none)."
         ),
     ] = None,
+    worker: Annotated[
+        bool, typer.Option(help="Also run a local job worker process (generation jobs).")
+    ] = True,
 ) -> None:
-    """Run the web server (participant pages, admin, API)."""
+    """Run the web server (participant pages, admin, API) and, by default, a job worker."""
     import uvicorn
 
     from server.app import create_app
+    from server.jobs.local import LocalRunner
 
     settings = settings_from(
         database_url, data_dir=data_dir, forwarded_allow_ips=forwarded_allow_ips
     )
     open_database(settings, migrate=False)  # a clear error if unreachable; the app migrates
-    uvicorn.run(
-        create_app(settings), host=host, port=port, log_level="info", **proxy_options(settings)
-    )
+    web_app = create_app(settings)  # migrates before the worker looks at the jobs table
+    runner = LocalRunner(settings) if worker else None
+    if runner is not None:
+        runner.start()
+    try:
+        uvicorn.run(web_app, host=host, port=port, log_level="info", **proxy_options(settings))
+    finally:
+        if runner is not None:
+            runner.stop()
 
 
 def proxy_options(settings: Settings) -> dict[str, Any]:
@@ -399,26 +409,6 @@ def study_validate(file: Annotated[Path, typer.Argument(help="Study YAML file.")
     )
 
 
-@study_app.command("generate")
-@friendly_errors
-def study_generate(
-    study: Annotated[str, typer.Argument(help="Study YAML file, or the slug of a draft.")],
-    database_url: DatabaseUrlOption = None,
-) -> None:
-    """Create (or update) the draft from FILE, generate its stimuli and build its trials."""
-    from server.db.session import session_scope
-    from server.studies.service import prepare_draft
-
-    settings = settings_from(database_url)
-    with session_scope(open_database(settings)) as db:
-        row = prepare_draft(db, settings, study)
-        n_rows = len(row.frozen["design_rows"])
-        print(
-            f"generated {row.slug}: stimulus set {row.stimulus_set_id}, {n_rows} design rows; "
-            f"launch with: psychinterp study launch {row.slug}"
-        )
-
-
 def _study_transition(slug: str, database_url: str | None, action: str) -> None:
     from server.db.session import session_scope
     from server.studies import service
@@ -600,6 +590,14 @@ def export(
     factory = open_database(settings_from(database_url), migrate=False)
     result = export_study(factory.kw["bind"], study, output_format, output)
     print(f"wrote {result.rows} responses of {result.participants} participants to {result.path}")
+
+
+# Jobs (issue 23): `worker`, `jobs ...` and `study generate` through the job machinery.
+from server.cli_jobs import generate_study_command, jobs_app, worker
+
+study_app.command("generate")(generate_study_command)
+app.add_typer(jobs_app, name="jobs")
+app.command("worker")(worker)
 
 
 def main() -> None:  # pragma: no cover - console-script entry point

@@ -54,3 +54,16 @@ def run_generation(context: JobContext, params: dict[str, Any]) -> dict[str, Any
 
 
 register_job_kind(KIND, run_generation, check_params, "stimuli and trials of a draft study")
+
+
+def queue_generation(db, study, created_by: str | None = None):
+    """Queue the `generate_study` job of a draft (one at a time per study)."""
+    from server.errors import Conflict
+    from server.jobs.service import active_job, submit_job
+
+    if study.status != "draft":
+        raise Conflict(f"study {study.slug!r} is {study.status}: only drafts can be generated")
+    running = active_job(db, study.id, KIND)
+    if running is not None:
+        raise Conflict(f"study {study.slug!r} is being generated already (job {running.id})")
+    return submit_job(db, KIND, {"slug": study.slug}, study.id, created_by)

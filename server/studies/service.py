@@ -239,6 +239,13 @@ def setup_study_from_file(
 
 def prepare_draft(db: Session, settings: Settings, file_or_slug: str, progress=None) -> Study:
     """`study generate`: create or update the draft from a file (or take a draft by slug)."""
+    study = draft_for(db, settings, file_or_slug)
+    generate_study(db, settings, study, progress=progress)
+    return study
+
+
+def draft_for(db: Session, settings: Settings, file_or_slug: str) -> Study:
+    """The draft a file defines (created, or updated from the file) or the study of a slug."""
     path = Path(file_or_slug)
     if path.is_file():
         config, text = load_study_file(path)
@@ -249,7 +256,6 @@ def prepare_draft(db: Session, settings: Settings, file_or_slug: str, progress=N
             update_draft(db, study, text, str(path))
     else:
         study = get_study(db, file_or_slug)
-    generate_study(db, settings, study, progress=progress)
     return study
 
 
