@@ -439,6 +439,33 @@ def study_close(slug: str, database_url: DatabaseUrlOption = None) -> None:
     _study_transition(slug, database_url, "close")
 
 
+@study_app.command("import-imi")
+@friendly_errors
+def study_import_imi(
+    path: Annotated[Path, typer.Argument(help="IMI experiment folder (task_N/) or task folder.")],
+    slug: Annotated[str, typer.Option(help="Slug of the new draft study.")],
+    model: Annotated[
+        str | None, typer.Option(help="Model name the images came from (default: imi).")
+    ] = None,
+    condition: Annotated[
+        str, typer.Option(help="What the references are: natural or synthetic.")
+    ] = "natural",
+    database_url: DatabaseUrlOption = None,
+) -> None:
+    """A draft study from IMI's task folders: one trial per IMI trial, one row per task."""
+    from server.db.session import session_scope
+    from server.studies.imi_study import import_imi_study
+
+    settings = settings_from(database_url)
+    with session_scope(open_database(settings)) as db:
+        study = import_imi_study(db, settings, path, slug, model, condition)
+        rows = study.frozen["design_rows"]
+        print(
+            f"imported {study.slug}: {len(rows)} task(s), {sum(map(len, rows))} trials; "
+            f"launch with: psychinterp study launch {study.slug}"
+        )
+
+
 @study_app.command("list")
 @friendly_errors
 def study_list(database_url: DatabaseUrlOption = None) -> None:

@@ -1,10 +1,14 @@
 """Import a task of the IMI dataset (Zimmermann et al. 2023) as a stimulus set.
 
-A task folder holds `index.json` (`task_name`, `n_reference_images`, `n_trials`, and
-optionally `model`, `layer`, `channel`) and, per trial, `trials/trial_N/queries/` (the
-maximally and minimally activating query) and `trials/trial_N/references/` (K max and K
-min references). Which image is which comes from the file names (`max…`/`min…`), the one
-place the dataset records it; once imported, images are known only by content hash.
+The layout is what IMI's `create_task_structure_from_json.py` writes: an experiment folder
+of `task_N/` folders, each with `index.json` (`task_name`, `n_reference_images` (a string
+there: argparse without a type), `n_trials`, `catch_trial_idxs` (1-based trial numbers),
+optionally `model`, `layer`, `channel`) and per trial `trials/trial_1 … trial_n/` with
+`queries/max.png|min.png` and `references/max_0…8.png|min_0…8.png`. An older layout
+numbered from `trial_0` is read too. When a references folder holds more than K images,
+IMI's page shows max_8, max_7, … (the K highest numbers) and the K lowest min ones; so do
+we. Which image is which comes from the file names (`max…`/`min…`), the one place the
+dataset records it; once imported, images are known only by content hash.
 """
 
 from __future__ import annotations
@@ -32,6 +36,8 @@ class ImiTrial:
     query_min: StoredImage
     references_max: list[StoredImage]
     references_min: list[StoredImage]
+    catch: bool = False
+    folder: str = ""  # trials/trial_N, as named on disk
 
 
 @dataclass
@@ -61,6 +67,27 @@ def _images(folder: Path, role: str) -> list[Path]:
     return sorted(found, key=_number)
 
 
+def _int_field(path: Path, index: dict, key: str) -> int:
+    try:
+        return int(str(index[key]).strip())
+    except ValueError:
+        raise AppError(f"{path}: {key!r} must be a whole number, found {index[key]!r}") from None
+
+
+def _catch_numbers(path: Path, index: dict, n_trials: int) -> set[int]:
+    """`catch_trial_idxs`: 1-based trial numbers (IMI's page counts trials from 1)."""
+    raw = index.get("catch_trial_idxs", [])
+    if not isinstance(raw, list) or not all(isinstance(i, int) for i in raw):
+        raise AppError(f"{path}: 'catch_trial_idxs' must be a list of trial numbers, found {raw!r}")
+    outside = [i for i in raw if not 1 <= i <= n_trials]
+    if outside:
+        raise AppError(
+            f"{path}: catch_trial_idxs {outside} outside 1..{n_trials} (n_trials); "
+            "IMI numbers trials from 1"
+        )
+    return set(raw)
+
+
 def _read_index(root: Path) -> dict:
     path = root / "index.json"
     if not path.exists():
@@ -80,7 +107,10 @@ def read_imi_task(root: str | Path, store: ImageStore) -> ImiTask:
     """Every trial of the task, its images re-encoded into `store` (no names, no EXIF)."""
     root = Path(root)
     index = _read_index(root)
-    k = int(index["n_reference_images"])
+    index_path = root / "index.json"
+    k = _int_field(index_path, index, "n_reference_images")
+    n_trials = _int_field(index_path, index, "n_trials")
+    catch = _catch_numbers(index_path, index, n_trials)
     task = ImiTask(
         task_name=str(index["task_name"]),
         model=index.get("model"),
@@ -92,14 +122,24 @@ def read_imi_task(root: str | Path, store: ImageStore) -> ImiTask:
     def put(path: Path) -> StoredImage:
         return store.put(open_rgb(path), "png")
 
-    for n in range(int(index["n_trials"])):
-        trial_dir = root / "trials" / f"trial_{n}"
+    # IMI's script writes trial_1 … trial_n; earlier exports started at trial_0.
+    first = 0 if (root / "trials" / "trial_0").is_dir() else 1
+    for n in range(n_trials):
+        trial_dir = root / "trials" / f"trial_{n + first}"
+        if not trial_dir.is_dir():
+            raise AppError(
+                f"{trial_dir}: missing; {index_path} says n_trials={n_trials}, so expected "
+                f"trials/trial_{first} … trial_{n_trials - 1 + first}"
+            )
         queries = {role: _images(trial_dir / "queries", role) for role in ("max", "min")}
         references = {role: _images(trial_dir / "references", role) for role in ("max", "min")}
         for role in ("max", "min"):
             if len(queries[role]) != 1:
-                raise AppError(f"{trial_dir}/queries: expected one {role} query image")
-            if len(references[role]) != k:
+                raise AppError(
+                    f"{trial_dir}/queries: expected one {role} query image ({role}.png), "
+                    f"found {len(queries[role])}"
+                )
+            if len(references[role]) < k:
                 raise AppError(
                     f"{trial_dir}/references: expected {k} {role} references "
                     f"(n_reference_images), found {len(references[role])}"
@@ -109,8 +149,10 @@ def read_imi_task(root: str | Path, store: ImageStore) -> ImiTask:
                 index=n,
                 query_max=put(queries["max"][0]),
                 query_min=put(queries["min"][0]),
-                references_max=[put(p) for p in references["max"]],
-                references_min=[put(p) for p in references["min"]],
+                references_max=[put(p) for p in references["max"][::-1][:k]],
+                references_min=[put(p) for p in references["min"][:k]],
+                catch=(n + 1) in catch,
+                folder=f"trials/{trial_dir.name}",
             )
         )
     return task

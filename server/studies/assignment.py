@@ -171,7 +171,8 @@ def plan_session(
     planned = plan_practice(practice, 0, seed)
     catch_iter = iter(catch_sides)
     for i, slot in enumerate(sequence):
-        side = side_of[slot.trial_id] if slot.kind == "main" else next(catch_iter)
+        # A row may hold catch trials itself (an imported IMI task): they have design sides.
+        side = side_of[slot.trial_id] if slot.trial_id in side_of else next(catch_iter)
         planned.append(Planned(slot.trial_id, start + i, side, 0, _display(slot, rng)))
     return planned
 
