@@ -488,7 +488,11 @@ def simulate(
     participants: Annotated[int, typer.Option(min=1)] = 10,
     url: Annotated[str | None, typer.Option(help="A running server; default: in-process.")] = None,
     concurrency: Annotated[int, typer.Option(min=1)] = 4,
-    observer: Annotated[str, typer.Option(help="random or oracle.")] = "random",
+    observer: Annotated[str, typer.Option(help="random, oracle or similarity.")] = "random",
+    backend: Annotated[
+        str | None, typer.Option(help="Similarity observer's backend (efficientnet-lite2).")
+    ] = None,
+    alpha: Annotated[float | None, typer.Option(help="Similarity observer's alpha.")] = None,
     drop_rate: Annotated[float, typer.Option(help="Share of acknowledgements lost.")] = 0.0,
     seed: Annotated[int, typer.Option()] = 0,
     database_url: DatabaseUrlOption = None,
@@ -499,8 +503,8 @@ def simulate(
     from server.studies.service import ensure_live_study
     from server.studies.simulate import run_simulation, serve_in_thread
 
-    if observer not in ("random", "oracle"):
-        raise AppError("--observer must be random or oracle")
+    if observer not in ("random", "oracle", "similarity"):
+        raise AppError("--observer must be random, oracle or similarity")
     settings = settings_from(database_url)
     factory = open_database(settings)
     slug = ensure_live_study(factory, settings, study)
@@ -509,10 +513,25 @@ def simulate(
     else:
         from server.app import create_app
 
-        server = serve_in_thread(create_app(settings))
+        # The simulated participants all arrive from 127.0.0.1: the in-process server lets
+        # them all start (a --url server keeps its own configured limits; 429s are waited out).
+        generous = {
+            "session_starts_per_address": max(settings.session_starts_per_address, participants),
+            "session_starts_per_study": max(settings.session_starts_per_study, participants),
+        }
+        server = serve_in_thread(create_app(settings.model_copy(update=generous)))
     with server as base_url:
         result = run_simulation(
-            base_url, slug, participants, observer, concurrency, drop_rate, seed, factory
+            base_url,
+            slug,
+            participants,
+            observer,
+            concurrency,
+            drop_rate,
+            seed,
+            factory,
+            backend=backend,
+            alpha=alpha,
         )
     print(result.summary())
 
@@ -617,6 +636,11 @@ def export(
     factory = open_database(settings_from(database_url), migrate=False)
     result = export_study(factory.kw["bind"], study, output_format, output)
     print(f"wrote {result.rows} responses of {result.participants} participants to {result.path}")
+
+
+from server.cli_mis import mis_app  # after the helpers it imports from this module
+
+app.add_typer(mis_app, name="mis")
 
 
 # Jobs (issue 23): `worker`, `jobs ...` and `study generate` through the job machinery.

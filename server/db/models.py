@@ -380,3 +380,39 @@ class AuditEvent(Base):
     payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
     hash: Mapped[str] = mapped_column(String(64))
     prev_hash: Mapped[str] = mapped_column(String(64))
+
+
+class MachineScore(Base):
+    """issue 22 (0006): machine interpretability score (MIS) of one unit, or why it has none.
+
+    One row per unit and scoring key (model, layer, unit, similarity backend, alpha, tasks,
+    references, seed, image set): a run that stops resumes by skipping stored keys. The
+    per-task similarity differences are kept, so alpha can be refitted without re-embedding.
+    """
+
+    __tablename__ = "machine_scores"
+    __table_args__ = (
+        UniqueConstraint(
+            "model", "layer", "unit_index", "backend", "alpha", "n_tasks", "k", "seed",
+            "image_set", name="uq_machine_scores_key",
+        ),
+    )  # fmt: skip
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    model: Mapped[str] = mapped_column(String(200), index=True)
+    layer: Mapped[str] = mapped_column(String(200))
+    unit_index: Mapped[int] = mapped_column(Integer)
+    layer_depth: Mapped[float] = mapped_column(Float)
+    backend: Mapped[str] = mapped_column(String(100))
+    alpha: Mapped[float] = mapped_column(Float)
+    n_tasks: Mapped[int] = mapped_column(Integer)
+    k: Mapped[int] = mapped_column(Integer)
+    seed: Mapped[int] = mapped_column(Integer)
+    image_set: Mapped[str] = mapped_column(String(64))  # hash of the image files (name, size)
+    images: Mapped[str] = mapped_column(Text)  # the folder, for people
+    mis: Mapped[float | None] = mapped_column(Float, nullable=True)  # NULL: dropped, see note
+    ci_low: Mapped[float | None] = mapped_column(Float, nullable=True)
+    ci_high: Mapped[float | None] = mapped_column(Float, nullable=True)
+    deltas: Mapped[list[Any]] = mapped_column(default=list)
+    note: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

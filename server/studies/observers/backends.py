@@ -136,7 +136,7 @@ class DreamSimEmbedding(_PilEmbedding):
             from dreamsim import dreamsim
         except ImportError:
             raise AppError(
-                "the dreamsim backend needs the optional extra: pip install 'psychinterp[dreamsim]'"
+                "the dreamsim backend needs the optional extra dreamsim: pip install dreamsim"
                 " (its weights download on first use, or pass a folder that holds them); the "
                 f"offline default is --backend {DEFAULT_BACKEND}"
             ) from None
@@ -162,8 +162,8 @@ class ClipEmbedding(_PilEmbedding):
             import open_clip
         except ImportError:
             raise AppError(
-                "the clip backend needs the optional extra: pip install 'psychinterp[clip]' "
-                "(open_clip_torch) and a weights file given with --weights; the offline "
+                "the clip backend needs the optional extra clip: pip install open_clip_torch, "
+                "and a weights file given with --weights; the offline "
                 f"default is --backend {DEFAULT_BACKEND}"
             ) from None
         if not weights:

@@ -18,14 +18,16 @@ from scipy.special import expit
 
 from server.errors import AppError
 
-#: Default alpha for the builtin EfficientNet-Lite2 embedding (see DEFAULT_ALPHA_NOTE).
-DEFAULT_ALPHA = 12.0
+#: Default alpha of the builtin EfficientNet-Lite2 backend (how it was obtained: below).
+DEFAULT_ALPHA = 16.0
 DEFAULT_ALPHA_NOTE = (
-    "alpha=12 for the efficientnet-lite2 backend: no human responses ship with psychinterp, so "
-    "it was set by matching the mean predicted accuracy over the 8-units-per-block sample of "
-    "EfficientNet-Lite0 on the demo photos (N=20 tasks, K=9) to the published human accuracy "
-    "with natural references, 0.92 (Borowski et al. 2021, Exp. I). Fit it to your own human "
-    "responses with `psychinterp mis fit STUDY` and pass --alpha."
+    "alpha=16 (efficientnet-lite2 backend). No human responses ship with psychinterp, so it "
+    "cannot be fitted here; it sets the scale of the backend's similarity differences: a task "
+    "of median difficulty among EfficientNet-Lite0's units (8 per block, the demo photos, N=20, "
+    "K=9: median |Delta_right - Delta_wrong| = 0.138) is answered right with p = 0.9, the order "
+    "of human accuracy with natural references (92 +- 2%, Borowski et al. 2021, Exp. I); "
+    "alpha = ln(9) / 0.138 = 15.9. Fit it to your own human responses with "
+    "`psychinterp mis fit STUDY` and pass --alpha."
 )
 
 
