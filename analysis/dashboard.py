@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from sqlalchemy import Engine
@@ -18,7 +19,9 @@ from server.errors import AppError
 
 # Fewer resamples than a paper's final analysis: the page refreshes while a study runs.
 DASHBOARD_RESAMPLES = 1000
-NO_EXCLUSIONS = rules_from_options([], no_exclusions=True)
+# The fallback when the study's rules exclude everyone: no automatic rule, but the
+# researcher's own exclusions still count (excluding someone must change the scores).
+NO_EXCLUSIONS = replace(rules_from_options([], no_exclusions=True), use_manual=True)
 
 
 def study_results(engine: Engine, study: Any) -> dict[str, Any]:
@@ -62,8 +65,8 @@ def everyone_excluded_note(frame, rules: ExclusionRules) -> str:
     return (
         f"The study's exclusion rules currently exclude all {report.participants_total} "
         f"participants ({caught}). Until some pass them, the scores below include every "
-        "participant, without exclusions. To change a rule, edit the study's `exclusion:` "
-        "section."
+        "participant you have not excluded yourself. To change a rule, edit the study's "
+        "`exclusion:` section."
     )
 
 

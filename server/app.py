@@ -9,7 +9,16 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from server.api import admin, health, home, participant, participant_pages, stimuli_files
+from server.api import (
+    admin,
+    admin_api,
+    admin_pages,
+    health,
+    home,
+    participant,
+    participant_pages,
+    stimuli_files,
+)
 from server.api.body_limit import BodySizeLimit
 from server.api.input_safety import error_sentence, public_errors
 from server.config import Settings, get_settings
@@ -71,7 +80,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # bulk of the traffic, so their router comes first.
     app.include_router(participant.router)
     app.include_router(health.router)
+    app.include_router(admin_pages.router)  # before admin's /admin/studies/{slug}/{action}
     app.include_router(admin.router)
+    app.include_router(admin_api.router)
     app.include_router(stimuli_files.router)
     app.include_router(participant_pages.router)
     app.include_router(home.router)

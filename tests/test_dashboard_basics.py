@@ -46,7 +46,7 @@ def test_banner_is_worded_for_the_page_and_actor_is_the_researcher(live_study):
         note = re.search(r'data-testid="results-note">([^<]+)<', page)[1]
         assert "--" not in note and "exclude all 2 participants" in note, note
         kept = re.search(r'data-testid="kept-line">([^<]+)<', page)[1]
-        assert "none excluded" not in kept and "exclusions suspended" in kept, kept
+        assert "none excluded" not in kept and "rules suspended" in kept, kept
         csrf = re.search(r'name="csrf" value="([^"]+)"', page)[1]
         client.post(f"/admin/studies/{study.slug}/pause", data={"csrf": csrf})
         client.post(f"/admin/studies/{study.slug}/launch", data={"csrf": csrf})

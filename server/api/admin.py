@@ -178,9 +178,14 @@ def study_page(request: Request, slug: str, db: SessionDep, admin: CurrentAdmin)
     from analysis.dashboard import study_results
 
     study = _get_study(db, slug)
+    from server.jobs.service import job_view, list_jobs
+
     results = study_results(request.app.state.engine, study)
     counts = _study_counts(db)[study.id]
-    return _page(request, admin, "admin/study.html", study=study, counts=counts, results=results)
+    job = next((job_view(j) for j in list_jobs(db, study.id, limit=1)), None)
+    return _page(
+        request, admin, "admin/study.html", study=study, counts=counts, results=results, job=job
+    )
 
 
 @router.post("/studies/{slug}/{action}")
@@ -188,6 +193,7 @@ def study_action(
     slug: str, action: str, db: SessionDep, admin: CurrentAdmin, csrf: Annotated[str, Form()]
 ) -> Response:
     from server.studies import service
+    from server.studies.ownership import require_may
 
     check_csrf(admin[1], csrf)
     actions = {
@@ -197,7 +203,9 @@ def study_action(
     }
     if action not in actions:
         raise NotFound(f"unknown action {action!r}: use launch, pause or close")
-    actions[action](db, _get_study(db, slug), actor=admin[0].email)
+    study = _get_study(db, slug)
+    require_may(admin[0], study, action)  # closing another researcher's study: admins only
+    actions[action](db, study, actor=admin[0].email)
     return RedirectResponse(f"/admin/studies/{slug}", status_code=303)
 
 

@@ -16,7 +16,13 @@ from server.studies.schema import StudyConfig
 
 
 class StudyConfigError(AppError):
+    """`problems`: (line or None, field, message) each, for editors that mark lines."""
+
     status_code = 422
+
+    def __init__(self, message: str, problems: list[tuple[int | None, str, str]] | None = None):
+        super().__init__(message)
+        self.problems = problems or []
 
 
 def _node_line(root: yaml.Node | None, loc: tuple[int | str, ...]) -> int | None:
@@ -57,19 +63,24 @@ def parse_study_yaml(text: str, source_name: str = "<study>") -> StudyConfig:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"{source_name}:{mark.line + 1}" if mark else source_name
-        raise StudyConfigError(f"{where}: not valid YAML: {exc.problem or exc}") from None
+        problem = f"not valid YAML: {exc.problem or exc}"
+        line = mark.line + 1 if mark else None
+        raise StudyConfigError(f"{where}: {problem}", [(line, "(document)", problem)]) from None
     if not isinstance(data, dict):
-        raise StudyConfigError(f"{source_name}:1: a study file must be a mapping of fields")
+        problem = "a study file must be a mapping of fields"
+        raise StudyConfigError(f"{source_name}:1: {problem}", [(1, "(document)", problem)])
     try:
         return StudyConfig.model_validate(data)
     except ValidationError as exc:
         problems = []
         for error in exc.errors():
             loc = tuple(p for p in error["loc"] if not str(p).startswith("function-"))
-            line = _node_line(root, loc)
             message = error["msg"].removeprefix("Value error, ")
-            problems.append(f"{source_name}:{line}: {_field_name(loc)}: {message}")
-        raise StudyConfigError("; ".join(problems)) from None
+            problems.append((_node_line(root, loc), _field_name(loc), message))
+        raise StudyConfigError(
+            "; ".join(f"{source_name}:{line}: {field}: {msg}" for line, field, msg in problems),
+            problems,
+        ) from None
 
 
 def load_study_file(path: str | Path) -> tuple[StudyConfig, str]:
