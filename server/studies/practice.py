@@ -31,7 +31,7 @@ STOPPED_MESSAGE = (
     "{rounds} rounds, so the study ends here for you."
 )
 
-_ROUND = Prepared(
+_ROUND_STATEMENT = (
     select(func.count(Response.id), func.count(Response.id).filter(Response.correct.is_(False)))
     .join(Assignment, Assignment.id == Response.assignment_id)
     .join(Trial, Trial.id == Response.trial_id)
@@ -41,6 +41,41 @@ _ROUND = Prepared(
         Trial.kind == "practice",
     )
 )
+_ROUND = Prepared(_ROUND_STATEMENT)
+
+
+_ATTEMPT_OF = (
+    select(Assignment.attempt)
+    .join(Response, Response.assignment_id == Assignment.id)
+    .where(Response.id == bindparam("response_id"))
+)
+
+
+def _outcome(config: StudyConfig, rounds: int, passed: bool) -> dict[str, Any]:
+    """What follows a finished round: a function of the round alone, so a replayed
+    response (same idempotency key) gets the same body as the first time."""
+    practice = config.trials.practice
+    repeat = not passed and rounds < practice_rounds(practice)
+    stopped = not passed and not repeat and practice.on_fail == "stop"
+    outcome: dict[str, Any] = {"round": rounds, "passed": passed, "repeat": repeat}
+    outcome["stopped"] = stopped
+    if stopped:
+        outcome["message"] = STOPPED_MESSAGE.format(rounds=rounds)
+    return outcome
+
+
+def replayed_practice_outcome(
+    conn: Connection, config: StudyConfig, session_id: str, response_id: int
+) -> dict[str, Any] | None:
+    """The outcome first sent with practice response `response_id`, if it ended a round."""
+    attempt = conn.execute(_ATTEMPT_OF, {"response_id": response_id}).scalar_one()
+    done, wrong = conn.execute(
+        _ROUND_STATEMENT.where(Response.id <= bindparam("response_id")),
+        {"session_id": session_id, "attempt": attempt, "response_id": response_id},
+    ).one()
+    if done < config.trials.practice.count:
+        return None
+    return _outcome(config, attempt + 1, wrong == 0)
 
 
 def finish_practice_response(
@@ -58,20 +93,15 @@ def finish_practice_response(
     if done < practice.count:
         return None
     rounds = attempt + 1
-    passed = wrong == 0
-    values: dict[str, Any] = {"practice_attempts": rounds, "practice_passed": passed}
-    outcome: dict[str, Any] = {"round": rounds, "passed": passed, "repeat": False}
-    outcome["stopped"] = False
-    if passed:
+    outcome = _outcome(config, rounds, passed=wrong == 0)
+    values: dict[str, Any] = {"practice_attempts": rounds, "practice_passed": outcome["passed"]}
+    if outcome["passed"]:
         values["practice_passed_at"] = utcnow()
-    elif rounds < practice_rounds(practice):
+    elif outcome["repeat"]:
         design = cached_design(conn, *design_key)
         insert_assignments(conn, session_id, plan_practice(design.practice, rounds, seed))
-        outcome["repeat"] = True
-    elif practice.on_fail == "stop":
+    elif outcome["stopped"]:
         values |= {"status": "screened_out", "design_claim": None}
-        outcome["stopped"] = True
-        outcome["message"] = STOPPED_MESSAGE.format(rounds=rounds)
     conn.execute(
         update(ParticipantSession).where(ParticipantSession.id == session_id).values(**values)
     )

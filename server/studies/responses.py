@@ -23,7 +23,7 @@ from server.db.models import Assignment, ParticipantSession, Response, Study, Tr
 from server.db.prepared import Prepared
 from server.errors import AppError, Conflict, NotFound, Unauthorized
 from server.studies.audit import GENESIS, chain_hash
-from server.studies.practice import finish_practice_response
+from server.studies.practice import finish_practice_response, replayed_practice_outcome
 from server.studies.schema import StudyConfig
 from server.studies.service import cached_config
 from server.studies.sessions import (
@@ -271,7 +271,12 @@ def _replay(
     score = conn.execute(
         _MAIN_CORRECT_UP_TO, {"session_id": session_id, "response_id": response_id}
     ).scalar_one()
-    return _body(config, kind, correct, score)
+    body = _body(config, kind, correct, score)
+    if kind == "practice":
+        practice = replayed_practice_outcome(conn, config, session_id, response_id)
+        if practice is not None:
+            body["practice"] = practice
+    return body
 
 
 def _body(config: StudyConfig, kind: str, correct: bool, main_correct: int) -> dict[str, Any]:
