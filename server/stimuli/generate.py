@@ -12,6 +12,7 @@ rolled back, the set is marked "failed" (commit the session to record that) and
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import random
@@ -21,6 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -29,6 +31,7 @@ from server.config import Settings
 from server.db.models import Image, Stimulus, StimulusSet, Unit, VisionModel, new_id
 from server.errors import AppError
 from server.hashing import json_sha256
+from server.stimuli.presets import LUCID_ANGLES, LUCID_SCALES, FVPresetName, apply_fv_preset
 
 if TYPE_CHECKING:
     from server.stimuli.activations import ActivationTable
@@ -38,10 +41,6 @@ if TYPE_CHECKING:
     from server.stimuli.visualize import Visualization
 
 Progress = Callable[[str, int, int], None]
-
-# lucid's standard transforms (lucent.optvis.transform.standard_transforms).
-LUCID_SCALES = [1 + (i - 5) / 50.0 for i in range(11)]
-LUCID_ANGLES = [float(a) for a in range(-10, 11)] + [0.0] * 5
 
 
 class DiversitySearchConfig(BaseModel):
@@ -57,14 +56,25 @@ class DiversitySearchConfig(BaseModel):
 
 
 class FVConfig(BaseModel):
-    """Feature visualization settings (defaults: lucent/lucid; IMI's values in PARADIGMS.md)."""
+    """Feature visualization settings: a named `preset` (presets.py, docs/fidelity.md) with
+    any field set explicitly overriding it; `fast` (the default) is the laptop setting."""
 
     model_config = ConfigDict(extra="forbid")
 
+    preset: FVPresetName = Field(
+        "fast", description="imi | borowski | fast: the original studies' values or laptop ones."
+    )
     enabled: bool = True
     steps: int = Field(512, ge=1, le=100_000, description="Maximum optimisation steps.")
     lr: float = Field(0.05, gt=0, description="Adam learning rate.")
     image_size: int = Field(224, ge=16, le=1024, description="Canvas size in pixels.")
+    crop_size: int | None = Field(
+        None,
+        ge=16,
+        le=1024,
+        description="Central crop of the canvas the network sees and participants are shown "
+        "(IMI: a 256 px canvas cropped to 224); none: the whole canvas.",
+    )
     render_size: int | None = Field(
         None,
         ge=16,
@@ -88,10 +98,30 @@ class FVConfig(BaseModel):
         "it (same maths, far fewer kernel launches); falls back to eager with a warning.",
     )
     early_stop: bool = True
+    stop_rule: Literal["objective_plateau", "gradient_norm"] = Field(
+        "objective_plateau",
+        description="objective_plateau: the objective's gain per window fell below "
+        "plateau_tolerance; gradient_norm (IMI): the gradient norm's mean over the window "
+        "before, divided by its mean over the last window, is at most gradient_ratio.",
+    )
     plateau_min_steps: int = Field(256, ge=1)
     plateau_window: int = Field(64, ge=1)
     plateau_tolerance: float = Field(0.01, ge=0, description="Relative gain per window.")
+    gradient_ratio: float = Field(1.1, ge=1.0, description="For stop_rule gradient_norm.")
+    non_diverse_runs: int = Field(
+        1, ge=1, le=64, description="Non-diverse renders per unit and direction; the best is kept."
+    )
+    no_alpha_fallback: Literal["keep_diverse", "non_diverse"] = Field(
+        "keep_diverse",
+        description="When the alpha search finds no alpha whose diverse images beat the "
+        "natural ones: keep them anyway, or (IMI) show the non-diverse runs instead.",
+    )
     rerender_factor: int = Field(2, ge=1, description="Step multiplier for invalid units.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _preset_values(cls, data: object) -> object:
+        return apply_fv_preset(data)
 
     @field_validator("scales")
     @classmethod
@@ -99,6 +129,19 @@ class FVConfig(BaseModel):
         if any(s <= 0 for s in value):
             raise ValueError("scales must all be positive (1.0 = unchanged)")
         return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> FVConfig:
+        if self.crop_size is not None and self.crop_size > self.image_size:
+            raise ValueError(
+                f"crop_size ({self.crop_size}) cannot exceed image_size ({self.image_size})"
+            )
+        if self.no_alpha_fallback == "non_diverse" and self.non_diverse_runs < 1 + self.n_diverse:
+            raise ValueError(
+                f"no_alpha_fallback non_diverse replaces the {self.n_diverse} diverse images by "
+                f"non-diverse runs: set non_diverse_runs to at least {1 + self.n_diverse}"
+            )
+        return self
 
 
 class GenerationConfig(BaseModel):
@@ -217,6 +260,7 @@ class _Computed:
         self.valid: dict[UnitRef, bool] = {}
         self.alphas: dict[tuple[UnitRef, str], float] = {}
         self.alpha_trials: dict[tuple[UnitRef, str], list[tuple[float, bool]]] = {}
+        self.fallbacks: dict[tuple[UnitRef, str], bool] = {}  # non-diverse shown instead
         self.depths: dict[str, float] = {}
 
 
@@ -290,19 +334,75 @@ def _visualize(
         for vis in visualizations:
             computed.visualizations[(vis.unit, vis.direction)] = vis
 
+    def plain_runs(units: list[UnitRef], steps: int) -> list[list[Visualization]]:
+        """Runs 2..n of the non-diverse image, each from its own seed (IMI: best of 9)."""
+        plain = config.fv.model_copy(update={"n_diverse": 0})
+        return [
+            render_visualizations(
+                computed.model,
+                units,
+                plain,
+                config.seed + 104_729 * run,
+                steps=steps,
+                progress=progress,
+                render_model=render_model,
+                chunk_cache=chunk_cache,
+            )
+            for run in range(1, config.fv.non_diverse_runs)
+        ]
+
     search = config.fv.diversity_search
     if search.enabled and config.fv.n_diverse > 1:
         _search_alphas(computed, config, lambda w: render(computed.units, config.fv.steps, w))
     else:
         keep(render(computed.units, config.fv.steps))
         computed.alphas = {key: config.fv.diversity_weight for key in computed.visualizations}
+    _use_non_diverse_runs(
+        computed, config.fv, computed.units, plain_runs(computed.units, config.fv.steps)
+    )
     computed.valid = {u: _is_valid(computed, u) for u in computed.units}
     invalid = [u for u, ok in computed.valid.items() if not ok]
     if invalid and config.invalid_units == "rerender":
         steps = config.fv.steps * config.fv.rerender_factor
         weights = {(u, d): computed.alphas[(u, d)] for u in invalid for d in ("max", "min")}
         keep(render(invalid, steps, weights))
+        _use_non_diverse_runs(computed, config.fv, invalid, plain_runs(invalid, steps))
         computed.valid.update({u: _is_valid(computed, u) for u in invalid})
+
+
+def _use_non_diverse_runs(
+    computed: _Computed, fv: FVConfig, units: list[UnitRef], runs: list[list[Visualization]]
+) -> None:
+    """Keep the strongest non-diverse image of all runs first; where the alpha search found
+    no passing alpha and the study asks for IMI's fallback, show the runs instead of the
+    failing diverse images (strongest first)."""
+    by_key = {
+        (v.unit, v.direction): [v]
+        for v in (computed.visualizations[(u, d)] for u in units for d in ("max", "min"))
+    }
+    for run in runs:
+        for vis in run:
+            by_key[(vis.unit, vis.direction)].append(vis)
+    for key, visualizations in by_key.items():
+        main = visualizations[0]
+        sign = 1.0 if key[1] == "max" else -1.0
+        plain = sorted(
+            ((v.images[0], float(v.activations[0])) for v in visualizations),
+            key=lambda image_act: -sign * image_act[1],
+        )
+        trials = computed.alpha_trials.get(key)
+        fallback = (
+            fv.no_alpha_fallback == "non_diverse"
+            and trials is not None
+            and not any(ok for _alpha, ok in trials)
+        )
+        chosen = plain[: 1 + fv.n_diverse] if fallback else plain[:1]
+        images = np.concatenate([np.stack([im for im, _ in chosen]), main.images[len(chosen) :]])
+        acts = np.concatenate(
+            [np.array([a for _, a in chosen], np.float32), main.activations[len(chosen) :]]
+        )
+        computed.visualizations[key] = dataclasses.replace(main, images=images, activations=acts)
+        computed.fallbacks[key] = fallback
 
 
 def _search_alphas(computed: _Computed, config: GenerationConfig, render_round) -> None:
@@ -346,6 +446,9 @@ def manifest_entries(computed: _Computed) -> list[dict[str, Any]]:
                 "diversity_weight_min": computed.alphas.get((unit, "min")),
                 "diverse_max_beat_natural": _diverse_ok(vmax, natural),
                 "diverse_min_beat_natural": _diverse_ok(vmin, natural),
+                "non_diverse_fallback": {
+                    d: computed.fallbacks.get((unit, d), False) for d in ("max", "min")
+                },
                 "diversity_search": {
                     direction: [[a, ok] for a, ok in computed.alpha_trials[(unit, direction)]]
                     for direction in ("max", "min")

@@ -101,15 +101,18 @@ def draw_transforms(config: FVConfig, n_entries: int, seed: int, step: int) -> T
 
 
 def transform_batch(
-    images: torch.Tensor, draws: TransformDraws, pad: int, out_size: int
+    images: torch.Tensor, draws: TransformDraws, pad: int, out_size: int, crop: int | None = None
 ) -> torch.Tensor:
-    """Pad (constant 0.5), jitter, scale, rotate, jitter, resize: one `grid_sample` per batch.
+    """Pad (constant 0.5), jitter, scale, rotate, jitter, centre-crop to `crop` px, resize:
+    one `grid_sample` per batch.
 
     The composition of the transforms is one affine map per entry, so the whole chain
     costs a single resampling, done straight at the model's input size.
     """
     n, _, size, _ = images.shape
     canvas = size + 2 * pad
+    # The crop keeps the central `crop` pixels of the transformed (padded) canvas.
+    crop_fraction = (crop or canvas) / canvas
     device = images.device
     theta = torch.deg2rad(draws.angle).to(device)
     cos, sin = torch.cos(theta), torch.sin(theta)
@@ -119,7 +122,7 @@ def transform_batch(
     scale = draws.scale.to(device)[:, None, None]
     t1 = draws.shift1.to(device) * 2 / canvas
     t2 = draws.shift2.to(device) * 2 / canvas
-    linear = rot_inv / scale
+    linear = rot_inv / scale * crop_fraction
     offset = -(linear @ t2[..., None]).squeeze(-1) - t1
     affine = torch.cat([linear, offset[..., None]], dim=-1) * (canvas / size)
     grid = F.affine_grid(affine, [n, 3, out_size, out_size], align_corners=False)
@@ -195,6 +198,23 @@ def _chunks(groups: list[Group], batch_size: int, split_layers: bool = True) -> 
             chunks[-1].append(group)
             used += group.size
     return chunks
+
+
+def centre_crop(images: torch.Tensor, crop: int | None) -> torch.Tensor:
+    """The central `crop` x `crop` pixels of (n, 3, H, W) images (all of them when None)."""
+    if crop is None or crop >= images.shape[-1]:
+        return images
+    top = (images.shape[-2] - crop) // 2
+    left = (images.shape[-1] - crop) // 2
+    return images[..., top : top + crop, left : left + crop]
+
+
+def _gradient_settled(norms: list[torch.Tensor], window: int, ratio: float) -> bool:
+    """IMI's stop, as we read it: for every group, the mean gradient norm over the window
+    before divided by the mean over the last window is at most `ratio` (no longer falling)."""
+    recent = torch.stack(norms[-window:]).mean(0)
+    before = torch.stack(norms[-2 * window : -window]).mean(0)
+    return bool((before <= ratio * recent.clamp_min(1e-12)).all())
 
 
 def _plateaued(history: list[torch.Tensor], window: int, tolerance: float) -> bool:
@@ -399,15 +419,21 @@ class _ChunkOptimisation:
         }
         self.starts = [sum(g.size for g in chunk[:i]) for i in range(len(chunk))]
         self.draws = torch.zeros(len(self.entries), 6, device=device)
+        self.track_gradients = config.early_stop and config.stop_rule == "gradient_norm"
 
     def step(self) -> torch.Tensor:
-        """One eager step with the draws in `self.draws`; returns the groups' mean objectives."""
+        """One eager step with the draws in `self.draws`; returns the groups' mean objectives
+        (followed by their mean gradient norms when the stop rule needs them)."""
         self.optimizer.zero_grad(set_to_none=True)
         return self._forward_backward_update()
 
     def _forward_backward_update(self) -> torch.Tensor:
         x = transform_batch(
-            self.param(), _unpack_draws(self.draws), self.config.pad, self.render_size
+            self.param(),
+            _unpack_draws(self.draws),
+            self.config.pad,
+            self.render_size,
+            self.config.crop_size,
         )
         outputs = self.capture.run(self.normalize(x))
         score = torch.zeros(len(self.entries), device=x.device)
@@ -421,9 +447,13 @@ class _ChunkOptimisation:
                 feats = outputs[group.unit.layer][start + 1 : start + group.size]
                 loss = loss + group.alpha * diversity_penalty(feats)
         loss.backward()
+        norms = None
+        if self.track_gradients:
+            per_entry = self.param.spectrum.grad.flatten(1).norm(dim=1)
+            norms = [per_entry[s : s + g.size].mean() for g, s in zip(self.chunk, self.starts)]
         self.optimizer.step()
         means = [score[s : s + g.size].mean() for g, s in zip(self.chunk, self.starts, strict=True)]
-        return torch.stack(means).detach()
+        return torch.stack(means + (norms or [])).detach()
 
     def capture_graph(self) -> Callable[[], torch.Tensor] | None:
         """The step as a replayable CUDA graph, or None (with a warning) if capture fails.
@@ -460,6 +490,15 @@ def _graph_setup_warnings_muted() -> Iterator[None]:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="The AccumulateGrad node's stream")
         yield
+
+
+def _should_stop(history: list[torch.Tensor], n_groups: int, config: FVConfig) -> bool:
+    window = config.plateau_window
+    if config.stop_rule == "gradient_norm":
+        norms = [h[n_groups:] for h in history[-2 * window :]]
+        return _gradient_settled(norms, window, config.gradient_ratio)
+    objectives = [h[:n_groups] for h in history[-2 * window :]]
+    return _plateaued(objectives, window, config.plateau_tolerance)
 
 
 def _use_cuda_graphs(model: LoadedModel, config: FVConfig, max_steps: int) -> bool:
@@ -518,13 +557,13 @@ def _render_chunk(
                 and step >= config.plateau_min_steps
                 and step % window == 0
                 and step >= 2 * window
-                and _plateaued(history, window, config.plateau_tolerance)
+                and _should_stop(history, len(chunk), config)
             ):
                 break
     with torch.no_grad():
-        final = opt.param().detach()
+        final = centre_crop(opt.param().detach(), config.crop_size)
     activations = measure_units(measure_model, final, opt.entry_units, opt.render_size)
-    curves = torch.stack(history).cpu().numpy()
+    curves = torch.stack(history)[:, : len(chunk)].cpu().numpy()
     pixels = final.permute(0, 2, 3, 1).cpu().numpy()
     return [
         Visualization(
