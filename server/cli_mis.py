@@ -159,6 +159,9 @@ def mis_fit(
     backend: Annotated[str, typer.Option(help="Similarity backend.")] = DEFAULT_BACKEND,
     device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:N, mps.")] = None,
     backend_weights: Annotated[str | None, typer.Option(help="dreamsim/clip weights.")] = None,
+    no_exclusions: Annotated[
+        bool, typer.Option(help="Use every participant, not only those the study's rules keep.")
+    ] = False,
     output_format: Annotated[str, typer.Option("--format", help="table or json.")] = "table",
     database_url: DatabaseUrlOption = None,
 ) -> None:
@@ -167,7 +170,9 @@ def mis_fit(
 
     settings = settings_from(database_url, device=device)
     factory = open_database(settings, migrate=False)
-    fit = fit_study_alpha(factory, settings, study, backend, settings.device, backend_weights)
+    fit = fit_study_alpha(
+        factory, settings, study, backend, settings.device, backend_weights, not no_exclusions
+    )
     if output_format == "json":
         print(json.dumps(fit.as_dict(), indent=2))
         return
