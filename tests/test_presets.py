@@ -16,7 +16,7 @@ from server.cli import app as cli_app
 from server.stimuli.generate import FVConfig, _Computed, _use_non_diverse_runs
 from server.stimuli.presets import FV_PRESETS
 from server.stimuli.units import sample_units
-from server.stimuli.visualize import render_visualizations, transform_batch, draw_transforms
+from server.stimuli.visualize import draw_transforms, render_visualizations, transform_batch
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -91,18 +91,18 @@ def test_crop_keeps_the_centre_of_the_transformed_canvas():
 
 
 def _tiny_imi(**overrides) -> FVConfig:
-    values = dict(
-        preset="imi",
-        steps=40,
-        image_size=72,
-        crop_size=64,
-        render_size=96,
-        n_diverse=2,
-        non_diverse_runs=3,
-        plateau_min_steps=4,
-        plateau_window=4,
-        batch_size=64,
-    )
+    values = {
+        "preset": "imi",
+        "steps": 40,
+        "image_size": 72,
+        "crop_size": 64,
+        "render_size": 96,
+        "n_diverse": 2,
+        "non_diverse_runs": 3,
+        "plateau_min_steps": 4,
+        "plateau_window": 4,
+        "batch_size": 64,
+    }
     return FVConfig(**{**values, **overrides})
 
 
