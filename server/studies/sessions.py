@@ -582,6 +582,18 @@ def record_events(db: Session, auth: SessionAuth, events: list[dict[str, Any]]) 
         )
 
 
+def session_events(db: Session, session_id: str) -> list[dict[str, Any]]:
+    """A session's events in the order they arrived (before 0002 they were a JSON list on
+    the session row, which is returned first)."""
+    legacy = db.scalar(select(ParticipantSession.events).where(ParticipantSession.id == session_id))
+    rows = db.execute(
+        select(SessionEvent.type, SessionEvent.t_ms, SessionEvent.detail)
+        .where(SessionEvent.session_id == session_id)
+        .order_by(SessionEvent.id)
+    ).all()
+    return list(legacy or []) + [{"type": t, "t_ms": ms, "detail": d} for t, ms, d in rows]
+
+
 def answers_for_session(db: Session, session_id: str) -> dict[str, bool]:
     """trial_id → max is a, for the unanswered assignments (test tool: the oracle observer)."""
     rows = db.execute(

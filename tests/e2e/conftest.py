@@ -22,6 +22,7 @@ from server.config import Settings
 from server.db.migrate import upgrade_database
 from server.db.models import ParticipantSession, Response, Trial
 from server.db.session import make_engine, make_session_factory, session_scope
+from server.studies.sessions import session_events
 from server.studies.simulate import serve_in_thread as serve
 
 STUDY_YAML = Path(__file__).with_name("study.yaml")
@@ -37,6 +38,9 @@ def _settings(root: Path) -> Settings:
         database_url=f"sqlite:///{root / 'e2e.db'}",
         data_dir=root / "data",
         secret_key="e2e-secret-key",
+        # Every browser arrives from 127.0.0.1: limits that let the tests start their sessions.
+        session_starts_per_address=10_000,
+        session_starts_per_study=10_000,
     )
 
 
@@ -108,8 +112,11 @@ class LiveSite:
     def sessions(self) -> list[ParticipantSession]:
         with session_scope(make_session_factory(self.engine)) as db:
             found = list(db.scalars(select(ParticipantSession)))
+            events = {s.id: session_events(db, s.id) for s in found}
             db.expunge_all()
-            return found
+        for session in found:  # detached: the events are read from their own table
+            session.events = events[session.id]
+        return found
 
 
 @pytest.fixture

@@ -172,6 +172,9 @@ def test_answer_queued_offline_is_sent_on_the_next_visit(site, page, context):
     participant.start()
     while participant.step() != "main-start":
         pass
+    # Images have per-session, per-place URLs (nothing is reused from the cache): the trial
+    # is on screen before the connection goes.
+    expect(page.get_by_test_id("choice-a-3")).to_be_enabled()
     before = site.count(Response)
     context.set_offline(True)
     seen = participant.answer_trial("a", 3)
