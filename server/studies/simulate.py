@@ -42,6 +42,8 @@ class SimulationResult:
     session_ids: list[str] = field(default_factory=list)
     accuracy: dict[str, float] = field(default_factory=dict)
     responses: dict[str, int] = field(default_factory=dict)
+    # The idempotency keys the server acknowledged: a fault test checks each one is stored.
+    acknowledged_keys: set[str] = field(default_factory=set, repr=False)
 
     def summary(self) -> str:
         parts = [
@@ -206,6 +208,7 @@ def run_simulation(
         duplicates=sum(n - 1 for n in tally.created.values() if n > 1),
         completed=tally.completed,
         session_ids=tally.session_ids,
+        acknowledged_keys=set(tally.acknowledged),
     )
     if session_factory is not None:
         with session_scope(session_factory) as db:
