@@ -60,7 +60,7 @@ def everyone_excluded_note(frame, rules: ExclusionRules) -> str:
     caught = ", ".join(
         f"{name.replace('_', ' ')} ({rule['threshold']}): {rule['participants']}"
         for name, rule in report.rules.items()
-        if rule.get("participants")
+        if rule.get("participants") and name != "manual"
     )
     return (
         f"The study's exclusion rules currently exclude all {report.participants_total} "
@@ -98,4 +98,6 @@ def study_report_html(engine: Engine, study: Any) -> str:
     result = analyze(
         frame, title=study.title, rules=study_rules(study), score=score, n_resamples=n_resamples
     )
-    return to_html(result, frame)
+    from analysis.machine_report import study_machine_section
+
+    return to_html(result, frame, [study_machine_section(engine, study.config, frame)])

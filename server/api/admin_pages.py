@@ -49,6 +49,16 @@ async def _yaml_from(text: str, upload: UploadFile | None) -> str:
 # --- create / edit ---------------------------------------------------------------------------
 
 
+def _lines_near_problems(text: str, problems, around: int = 3) -> list[tuple[int, str, bool]]:
+    """(number, text, at fault) of the lines within `around` of a problem's line."""
+    bad = {line for line, _, _ in problems if line}
+    return [
+        (number, line, number in bad)
+        for number, line in enumerate(text.splitlines(), start=1)
+        if any(abs(number - b) <= around for b in bad)
+    ]
+
+
 def _editor(request, admin, yaml_text: str, problems=(), study=None, status_code=200):
     response = _page(
         request,
@@ -57,7 +67,7 @@ def _editor(request, admin, yaml_text: str, problems=(), study=None, status_code
         yaml_text=yaml_text,
         problems=list(problems),
         study=study,
-        lines=yaml_text.splitlines(),
+        lines=_lines_near_problems(yaml_text, problems),
     )
     response.status_code = status_code
     return response
