@@ -9,10 +9,11 @@ key, as the browser's queue does). Meanwhile it kills the server's whole process
 expected answers, and starts it again on the same port; participants retry through the
 outage. Then it compares what the server acknowledged with what is stored:
 
-    acknowledged=… stored=… lost=… duplicates=… kills=2 completed=… seconds=…
+    acknowledged=… stored=… lost=… duplicates=… kills=2 completed=… http_500=… seconds=…
 
 lost: acknowledged idempotency keys with no stored row. duplicates: keys acknowledged as
-created twice, plus stored rows beyond the acknowledged ones. Goal: lost=0 duplicates=0, on
+created twice, plus stored rows beyond the acknowledged ones. http_500: server errors in the
+server's log (clients retry them, but each is a bug). Goal: all three 0, on
 SQLite (default: a fresh file) and PostgreSQL (`--database-url postgresql+psycopg://...`).
 
     python bench/faults.py [--database-url URL] [--participants 200] [--concurrency 50]
@@ -196,14 +197,16 @@ def main() -> None:
             select(func.count(Response.id)).where(Response.session_id.in_(result.session_ids))
         )
     lost = len(result.acknowledged_keys - stored_keys)
+    # The clients retried them, but a 500 is a bug (a 503 from the restarting writer is not).
+    errors_500 = (workdir / "server.log").read_text(errors="replace").count('" 500 ')
     for i, (at, restart_s) in enumerate(kills, 1):
         print(f"kill {i}: SIGKILL at {at} stored answers, restarted in {restart_s:.1f} s")
     print(
         f"acknowledged={result.acknowledged} stored={stored} lost={lost} "
         f"duplicates={result.duplicates} kills={len(kills)} completed={result.completed} "
-        f"sent={result.sent} seconds={seconds:.0f}"
+        f"sent={result.sent} http_500={errors_500} seconds={seconds:.0f}"
     )
-    if lost or result.duplicates or len(kills) < args.kills:
+    if lost or result.duplicates or errors_500 or len(kills) < args.kills:
         sys.exit(1)
 
 
