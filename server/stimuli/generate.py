@@ -161,6 +161,25 @@ class GenerationConfig(BaseModel):
     demo_pool_size: int = Field(256, ge=64, le=1024)
     k_references: int = Field(9, ge=1, le=64)
     n_batches: int = Field(1, ge=1, description="Trial variants (batches) per unit.")
+    queries: Literal["extreme", "p99", "p95", "p85"] = Field(
+        "extreme",
+        description="Query band: next to the references (extreme) or IMI's harder "
+        "99th/95th/85th percentile ranges.",
+    )
+    layer_point: Literal["pre_relu", "output"] | dict[str, Literal["pre_relu", "output"]] = Field(
+        "output",
+        description="Read units at the layer's output or before its ReLU; one value for all "
+        "layers or a mapping layer -> point (layers not named: output).",
+    )
+    reserved_units_per_layer: int = Field(
+        0,
+        ge=0,
+        description="Extra units per layer used only for practice and catch trials "
+        "(IMI: practice and catch material no main trial shows).",
+    )
+    reserved_batches: int = Field(
+        0, ge=0, description="The first N batches of every unit: practice and catch only."
+    )
     batch_size: int = Field(32, ge=1, description="Images per forward pass (activations).")
     num_workers: int = Field(0, ge=0, description="DataLoader worker processes.")
     natural_format: Literal["jpg", "webp"] = "jpg"
@@ -180,7 +199,21 @@ class GenerationConfig(BaseModel):
     def _images_given(self) -> GenerationConfig:
         if not self.images.strip():
             raise ValueError('images must be a directory or "demo"')
+        if isinstance(self.layer_point, dict):
+            unknown = sorted(set(self.layer_point) - set(self.layers))
+            if unknown:
+                raise ValueError(f"layer_point names layers not in `layers`: {unknown}")
+        if self.reserved_batches >= self.n_batches:
+            raise ValueError(
+                f"reserved_batches ({self.reserved_batches}) must leave main batches: "
+                f"raise n_batches above it (now {self.n_batches})"
+            )
         return self
+
+    def layer_points(self) -> dict[str, Literal["pre_relu", "output"]]:
+        if isinstance(self.layer_point, dict):
+            return {layer: self.layer_point.get(layer, "output") for layer in self.layers}
+        return dict.fromkeys(self.layers, self.layer_point)
 
     def config_hash(self) -> str:
         """sha256 of the canonical JSON: identical configs -> identical hash (cite it)."""
@@ -255,6 +288,8 @@ class _Computed:
         self.model = model
         self.units = units
         self.table = table
+        self.layers: dict[str, str] = {}  # layer asked for -> module read (layer_point)
+        self.reserved_units: set[UnitRef] = set()  # practice and catch material only
         self.exemplars: dict[UnitRef, list] = {}
         self.visualizations: dict[tuple[UnitRef, str], Visualization] = {}
         self.valid: dict[UnitRef, bool] = {}
@@ -276,14 +311,16 @@ def _compute(
 ) -> _Computed:
     from server.stimuli.activations import collect_activations
     from server.stimuli.exemplars import select_exemplars
+    from server.stimuli.layer_points import resolve_layers
     from server.stimuli.models import load_model
-    from server.stimuli.units import layer_depths, sample_units
+    from server.stimuli.units import layer_depths
 
     report = progress or (lambda stage, done, total: None)
     report("load model", 0, 1)
     model = load_model(config.model, device, config.weights)
     report("load model", 1, 1)
-    units = sample_units(model, config.layers, config.units_per_layer, config.seed)
+    layers = resolve_layers(model, config.layers, config.layer_points())
+    units, reserved = _sample_main_and_reserved(model, config, list(layers.values()))
     table = collect_activations(
         model,
         resolve_images(settings, config),
@@ -294,10 +331,16 @@ def _compute(
         progress=progress,
     )
     computed = _Computed(model, units, table)
-    computed.depths = layer_depths(model, config.layers)
+    computed.layers = layers
+    computed.reserved_units = reserved
+    computed.depths = layer_depths(model, list(layers.values()))
     for i, unit in enumerate(units):
         computed.exemplars[unit] = select_exemplars(
-            table.of(unit), config.k_references, config.n_batches, seed=config.seed * 7919 + i
+            table.of(unit),
+            config.k_references,
+            config.n_batches,
+            seed=config.seed * 7919 + i,
+            queries=config.queries,
         )
         report("exemplars", i + 1, len(units))
     if config.fv.enabled:
@@ -305,6 +348,24 @@ def _compute(
     else:
         computed.valid = {unit: True for unit in units}
     return computed
+
+
+def _sample_main_and_reserved(
+    model: LoadedModel, config: GenerationConfig, layers: list[str]
+) -> tuple[list[UnitRef], set[UnitRef]]:
+    """All units, and the reserved ones among them: per layer a seeded choice of
+    `reserved_units_per_layer` of the `units_per_layer + reserved` sampled."""
+    from server.stimuli.units import sample_units
+
+    extra = config.reserved_units_per_layer
+    units = sample_units(model, layers, config.units_per_layer + extra, config.seed)
+    reserved: set[UnitRef] = set()
+    if extra:
+        rng = random.Random(config.seed * 31 + 7)
+        for layer in layers:
+            of_layer = [u for u in units if u.layer == layer]
+            reserved.update(rng.sample(of_layer, extra))
+    return units, reserved
 
 
 def _visualize(
@@ -315,7 +376,7 @@ def _visualize(
     from server.stimuli.visualize import render_visualizations
 
     # Folded once: the alpha search and the re-render call the renderer many times.
-    render_model = fold_for_rendering(computed.model, config.layers)
+    render_model = fold_for_rendering(computed.model, list(computed.layers.values()))
 
     def render(units: list[UnitRef], steps: int, weights=None) -> list[Visualization]:
         return render_visualizations(
@@ -442,6 +503,7 @@ def manifest_entries(computed: _Computed) -> list[dict[str, Any]]:
                 "natural_max_activation": float(natural.max()),
                 "natural_min_activation": float(natural.min()),
                 "valid": computed.valid[unit],
+                "reserved": unit in computed.reserved_units,
                 "diversity_weight_max": computed.alphas.get((unit, "max")),
                 "diversity_weight_min": computed.alphas.get((unit, "min")),
                 "diverse_max_beat_natural": _diverse_ok(vmax, natural),
@@ -613,6 +675,19 @@ def _write(
         "n_images": len(computed.table.image_ids),
         "skipped_images": computed.table.skipped,
         "units": manifest_entries(computed),
+        "layer_points": {
+            layer: {"point": config.layer_points()[layer], "module": module}
+            for layer, module in computed.layers.items()
+        },
+        "queries": config.queries,
+        "reserved": {
+            "units": [
+                {"layer": u.layer, "unit": u.index}
+                for u in sorted(computed.reserved_units)
+                if computed.valid[u]
+            ],
+            "batches": list(range(config.reserved_batches)),
+        },
     }
     stimulus_set.manifest = manifest
     stimulus_set.status = "ready"
