@@ -26,8 +26,12 @@ def render_analysis(
     n_resamples: int | None = None,
     seed: int = 0,
     score: str | None = None,
+    extra_sections: Iterable[str] = (),
 ) -> str:
-    """Analyse `frame`; return the text to print (JSON, tables, or the HTML file's path)."""
+    """Analyse `frame`; return the text to print (JSON, tables, or the HTML file's path).
+
+    `extra_sections`: HTML appended to the report (issue 22: machine scores).
+    """
     if fmt not in FORMATS:
         raise AppError(f"unknown --format {fmt!r}: use {', '.join(FORMATS)}")
     if frame.empty:
@@ -48,5 +52,5 @@ def render_analysis(
         return to_text(result)
     path = Path(output or f"{title}-report.html")
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(to_html(result, frame), encoding="utf-8")
+    path.write_text(to_html(result, frame, extra_sections), encoding="utf-8")
     return str(path)

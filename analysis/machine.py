@@ -64,9 +64,7 @@ def fit_alpha(differences: np.ndarray, correct: np.ndarray) -> AlphaFit:
     )
 
 
-def spearman_with_ci(
-    x: np.ndarray, y: np.ndarray, n_resamples: int = 2000, seed: int = 0
-) -> dict:
+def spearman_with_ci(x: np.ndarray, y: np.ndarray, n_resamples: int = 2000, seed: int = 0) -> dict:
     """Spearman's rho of paired per-unit values with a percentile-bootstrap 95% CI over units."""
     x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
     if len(x) < 3:

@@ -132,6 +132,27 @@ def plot_unit_scatter(table: pd.DataFrame, x: str = "natural", y: str = "synthet
     return figure
 
 
+def plot_mis_by_depth(layers: pd.DataFrame, chance: float = 0.5) -> Figure:
+    """issue 22, the IMI figure for machine scores: mean MIS per layer against relative layer
+    depth, one line per model, 95% CIs over units (table from `analysis.machine.layer_summary`).
+    """
+    figure = Figure(figsize=(6, 3.8), layout="constrained")
+    ax = figure.subplots()
+    for model, rows in layers.groupby("model", sort=False):
+        rows = rows.sort_values("layer_depth")
+        errors = np.vstack([rows["mis"] - rows["ci_low"], rows["ci_high"] - rows["mis"]])
+        ax.errorbar(
+            rows["layer_depth"], rows["mis"], yerr=errors, marker="o", capsize=2, label=model
+        )
+    _chance_line(ax, chance)
+    ax.set_ylabel("machine interpretability score")
+    ax.set_xlabel("relative layer depth")
+    ax.set_xlim(-0.02, 1.02)
+    ax.legend(fontsize="small")
+    ax.set_title("Machine interpretability by layer depth")
+    return figure
+
+
 def save_figure(figure: Figure, path: str | Path) -> Path:
     """PNG or SVG, chosen by the suffix."""
     path = Path(path)

@@ -219,8 +219,13 @@ def figure_html(figure) -> str:
     return f'<img alt="figure" src="data:image/png;base64,{data}">'
 
 
-def to_html(result: Analysis, frame: pd.DataFrame | None = None) -> str:
-    """One self-contained page: tables and figures inline (PNG as data URIs)."""
+def to_html(
+    result: Analysis, frame: pd.DataFrame | None = None, extra_sections: Iterable[str] = ()
+) -> str:
+    """One self-contained page: tables and figures inline (PNG as data URIs).
+
+    `extra_sections`: ready HTML appended at the end (issue 22: the machine-score section).
+    """
     esc = html.escape
     body = [
         f"<h1>{esc(result.title)}</h1>",
@@ -253,6 +258,7 @@ def to_html(result: Analysis, frame: pd.DataFrame | None = None) -> str:
     if result.glmm.get("fitted"):
         effects = pd.DataFrame(result.glmm["fixed_effects"]).T
         body += [f"<h2>GLMM: {esc(result.glmm['formula'])}</h2>", effects.to_html()]
+    body += list(extra_sections)
     style = (
         "body{font-family:sans-serif;max-width:1100px;margin:2em auto}"
         "table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:2px 6px}"

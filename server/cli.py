@@ -608,6 +608,11 @@ def analyze(
         stored = study_config(engine, study)
         base_rules = rules_from_study_config(stored.get("exclusion"))
         study_analysis = stored.get("analysis") or {}
+    extra_sections = []
+    if study is not None and output_format == "html":  # issue 22: the study model's MIS
+        from analysis.machine_report import study_machine_section
+
+        extra_sections.append(study_machine_section(engine, stored, frame))
     text = render_analysis(
         frame,
         title,
@@ -618,6 +623,7 @@ def analyze(
         bootstrap if bootstrap is not None or score else study_analysis.get("n_resamples"),
         seed,
         score or study_analysis.get("score"),
+        extra_sections=extra_sections,
     )
     print(text)
 

@@ -63,7 +63,7 @@ def render_scores(frame, fmt: str, extra: dict[str, Any] | None = None) -> str:
         layers.to_string(index=False, float_format="%.3f"),
         "",
         "per unit (95% bootstrap CI over tasks)",
-        frame.drop(columns=["backend", "alpha", "n_tasks"])
+        frame.drop(columns=["backend", "alpha", "n_tasks", "image_set"])
         .assign(note=[n if n.startswith("dropped") else "" for n in frame["note"]])
         .to_string(index=False, float_format="%.3f"),
     ]
@@ -201,7 +201,6 @@ def mis_study(
 ) -> None:
     """Score every model of a cross-model study file; print per-layer MIS, write the report."""
     from analysis.machine_report import machine_report_html
-
     from server.studies.machine_study import load_machine_study, run_machine_study
 
     if output_format not in FORMATS:

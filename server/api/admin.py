@@ -181,10 +181,20 @@ def study_page(request: Request, slug: str, db: SessionDep, admin: CurrentAdmin)
     from server.jobs.service import job_view, list_jobs
 
     results = study_results(request.app.state.engine, study)
+    from analysis.machine_report import study_machine_section
+
+    machine_html = study_machine_section(request.app.state.engine, study.config)  # issue 22
     counts = _study_counts(db)[study.id]
     job = next((job_view(j) for j in list_jobs(db, study.id, limit=1)), None)
     return _page(
-        request, admin, "admin/study.html", study=study, counts=counts, results=results, job=job
+        request,
+        admin,
+        "admin/study.html",
+        study=study,
+        counts=counts,
+        results=results,
+        job=job,
+        machine_html=machine_html,
     )
 
 

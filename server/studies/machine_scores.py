@@ -41,6 +41,7 @@ SCORE_COLUMNS = (
     "backend",
     "alpha",
     "n_tasks",
+    "image_set",
     "note",
 )
 
@@ -216,6 +217,7 @@ def scores_frame(rows: list[MachineScore]) -> pd.DataFrame:
             "backend": r.backend,
             "alpha": r.alpha,
             "n_tasks": r.n_tasks,
+            "image_set": r.image_set,
             "note": r.note,
         }
         for r in rows

@@ -1,0 +1,119 @@
+"""A cross-model machine-score study (e.g. `studies/scale-demo.yaml`): several models, one
+image set, one similarity observer; MIS per unit, layer and model.
+
+It needs no participants, so it has its own small schema instead of a study's: the models
+with their layers and units per layer, the images, and the observer (backend, alpha, N, K).
+Each model is one `score_model` run, so the whole study resumes unit by unit.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pandas as pd
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from sqlalchemy.orm import Session
+
+from server.config import Settings
+from server.errors import AppError
+from server.studies.machine_scores import Progress, ScoreRequest, score_model
+from server.studies.observers.backends import DEFAULT_BACKEND
+from server.studies.observers.mis import K_REFERENCES, N_TASKS
+from server.studies.observers.similarity import DEFAULT_ALPHA
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class MachineModel(_Strict):
+    model: str = Field(description="efficientnet-lite0|1|2, torchvision:ARCH, python:mod:fn")
+    weights: str | None = None
+    layers: list[str] | None = Field(None, description="Default: every block (builtin models).")
+    units_per_layer: int = Field(4, ge=1, le=10_000)
+
+
+class MachineStudyConfig(_Strict):
+    title: str = Field(min_length=1, max_length=300)
+    slug: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,99}$")
+    description: str = ""
+    images: str = Field("demo", description='Image folder, or "demo" (scikit-image photos).')
+    demo_pool_per_photo: int = Field(12, ge=1, le=200)
+    demo_pool_size: int = Field(256, ge=64, le=1024)
+    models: list[MachineModel] = Field(min_length=1)
+    backend: str = DEFAULT_BACKEND
+    alpha: float = Field(DEFAULT_ALPHA, ge=0)
+    n_tasks: int = Field(N_TASKS, ge=1, le=1000)
+    k: int = Field(K_REFERENCES, ge=1, le=100)
+    seed: int = Field(0, ge=0, lt=2**31)
+
+
+def load_machine_study(path: str | Path) -> MachineStudyConfig:
+    """The validated file; errors name file, line and field, as for participant studies."""
+    from server.studies.loading import _field_name, _node_line
+
+    path = Path(path)
+    if not path.is_file():
+        raise AppError(f"{path}: no such study file")
+    text = path.read_text(encoding="utf-8")
+    try:
+        root, data = yaml.compose(text), yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = f":{mark.line + 1}" if mark else ""
+        raise AppError(f"{path}{line}: not valid YAML: {exc.problem or exc}") from None
+    if not isinstance(data, dict):
+        raise AppError(f"{path}:1: a study file must be a mapping of fields")
+    try:
+        return MachineStudyConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = [
+            f"{path}:{_node_line(root, e['loc'])}: {_field_name(e['loc'])}: "
+            + e["msg"].removeprefix("Value error, ")
+            for e in exc.errors()
+        ]
+        raise AppError("; ".join(problems)) from None
+
+
+def resolve_images(settings: Settings, config: MachineStudyConfig) -> Path:
+    if config.images != "demo":
+        return Path(config.images)
+    from server.stimuli.demo_images import build_demo_pool
+
+    folder = f"{config.demo_pool_per_photo}x{config.demo_pool_size}"
+    return build_demo_pool(
+        settings.data_dir / "demo-images" / folder,
+        per_photo=config.demo_pool_per_photo,
+        size=config.demo_pool_size,
+    )
+
+
+def run_machine_study(
+    db: Session,
+    settings: Settings,
+    config: MachineStudyConfig,
+    progress: Progress | None = None,
+    checkpoint=None,
+) -> tuple[pd.DataFrame, float]:
+    """Score every model of the study; per-unit scores of all models and the seconds taken."""
+    started = time.perf_counter()
+    images = resolve_images(settings, config)
+    frames = []
+    for entry in config.models:
+        request = ScoreRequest(
+            model=entry.model,
+            images=images,
+            layers=entry.layers,
+            units_per_layer=entry.units_per_layer,
+            backend=config.backend,
+            alpha=config.alpha,
+            n_tasks=config.n_tasks,
+            k=config.k,
+            seed=config.seed,
+            device=settings.device,
+            weights=entry.weights,
+        )
+        frames.append(score_model(db, settings, request, progress, checkpoint).frame())
+    return pd.concat(frames, ignore_index=True), time.perf_counter() - started
