@@ -103,7 +103,9 @@ def test_killed_worker_job_resumes_to_the_same_stimulus_hashes(tmp_path):
     assert work_once(factory, settings, "test:reference") == "succeeded"
     with session_scope(factory) as db:
         job = db.get(Job, reference_job.id)
-        assert job.status == "succeeded" and job.progress == job.total and job.step == "store images"
+        assert (
+            job.status == "succeeded" and job.progress == job.total and job.step == "store images"
+        )
         for step in ("load model", "activations", "exemplars", "visualizations", "store images"):
             assert f"{step}: started" in job.log_tail, step
         expected = _stimuli(db, job.result["stimulus_set_id"])
@@ -147,3 +149,28 @@ def test_killed_worker_job_resumes_to_the_same_stimulus_hashes(tmp_path):
     with session_scope(factory) as db:
         assert _stimuli(db, done.result["stimulus_set_id"]) == expected
         assert get_study(db, "jobs-b").stimulus_set_id == done.result["stimulus_set_id"]
+
+
+def test_running_job_stops_at_its_next_report_when_cancelled(factory, tmp_path):
+    """A kind is a function + params: this one counts until its job is cancelled."""
+    from server.jobs.kinds import register_job_kind
+
+    def count(context, params):
+        for done in range(params["n"]):
+            if done == 3:
+                with session_scope(factory) as db:  # the researcher presses Cancel
+                    service.cancel_job(db, db.get(Job, context.job_id))
+            context.progress("counting", done, params["n"])
+            time.sleep(0.01)  # work; reports are written (and cancels seen) every 0.5 s
+        return {"counted": params["n"]}
+
+    register_job_kind("count", count, lambda params: {"n": int(params["n"])})
+    settings = Settings(database_url="sqlite://", data_dir=tmp_path, secret_key="k")
+    with session_scope(factory) as db:
+        job = service.submit_job(db, "count", {"n": "1000"})
+    assert work_once(factory, settings, "test:1") == "cancelled"
+    with session_scope(factory) as db:
+        row = db.get(Job, job.id)
+        assert row.status == "cancelled" and row.result is None and row.progress < 999
+        assert "counting: started (1000 units)" in row.log_tail
+        assert service.job_view(row)["resumable"]
