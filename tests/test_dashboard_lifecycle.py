@@ -102,6 +102,11 @@ def test_lifecycle_through_pages_and_api(app, settings):
         assert work_once(factory, settings, "test:worker") == "succeeded"
         job = client.get("/api/admin/jobs", params={"study": "e2e"}).json()[0]
         assert job["status"] == "succeeded" and job["created_by"] == "lead@lab.org"
+        stimuli = client.get("/admin/studies/e2e/stimuli").text
+        assert stimuli.count('data-testid="stimulus-unit"') == 3
+        assert ">practice</span>" in stimuli and ">main</span>" in stimuli
+        overview = client.get("/admin/studies/e2e/overview.png")
+        assert overview.status_code == 200 and overview.content[:4] == b"\x89PNG"
         preview = client.get("/admin/studies/e2e/preview").text
         assert preview.count('data-testid="preview-trial"') == 3 and "nothing is stored" in preview
         client.post("/admin/studies/e2e/launch", data={"csrf": csrf})
@@ -120,6 +125,12 @@ def test_lifecycle_through_pages_and_api(app, settings):
         after = client.get("/api/admin/studies/e2e/results").json()["summary"]["excluded"]
         assert after["participants_kept"] == before["participants_kept"] - 1
         assert "yes: left the tab" in client.get("/admin/studies/e2e/participants").text
+        client.post(
+            f"/admin/studies/e2e/participants/{target}/bar",
+            data={"csrf": csrf, "reason": "answered at random"},
+        )
+        listing = client.get("/admin/studies/e2e/participants").text
+        assert "barred by lead@lab.org: answered at random" in listing
         missing = client.put(
             f"/api/admin/studies/e2e/participants/{target}/exclusion",
             json={"excluded": False, "reason": ""}, headers={"X-CSRF-Token": csrf},

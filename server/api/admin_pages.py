@@ -22,7 +22,7 @@ from server.jobs.service import job_view, list_jobs
 from server.studies import service as studies
 from server.studies.loading import StudyConfigError
 from server.studies.ownership import delete_study
-from server.studies.participants import list_participants, set_exclusion
+from server.studies.participants import bar_participant, list_participants, set_exclusion
 
 router = APIRouter(prefix="/admin", tags=["admin"], include_in_schema=False)
 
@@ -186,6 +186,46 @@ def exclusion(
     study = studies.get_study(db, slug)
     set_exclusion(db, study, session_id, excluded, reason, admin[0].email)
     return _redirect(f"/admin/studies/{slug}/participants")
+
+
+@router.post("/studies/{slug}/participants/{session_id}/bar")
+def bar(
+    slug: str,
+    session_id: str,
+    db: SessionDep,
+    admin: CurrentAdmin,
+    csrf: Annotated[str, Form()],
+    reason: Annotated[str, Form()] = "",
+) -> Response:
+    check_csrf(admin[1], csrf)
+    bar_participant(db, studies.get_study(db, slug), session_id, reason, admin[0].email)
+    return _redirect(f"/admin/studies/{slug}/participants")
+
+
+# --- stimuli ---------------------------------------------------------------------------------
+
+
+@router.get("/studies/{slug}/stimuli")
+def stimuli_page(request: Request, slug: str, db: SessionDep, admin: CurrentAdmin) -> Response:
+    from server.studies.stimuli_browser import study_stimuli
+
+    study = studies.get_study(db, slug)
+    return _page(request, admin, "admin/stimuli.html", study=study, **study_stimuli(db, study))
+
+
+@router.get("/studies/{slug}/overview.png")
+def overview(slug: str, db: SessionDep, settings: SettingsDep, admin: CurrentAdmin) -> Response:
+    """The contact sheet generation drew next to the manifest."""
+    from fastapi.responses import FileResponse
+
+    from server.errors import NotFound
+    from server.stimuli.generate import overview_path
+
+    study = studies.get_study(db, slug)
+    path = overview_path(settings, study.stimulus_set_id) if study.stimulus_set_id else None
+    if path is None or not path.is_file():
+        raise NotFound(f"study {slug!r} has no overview sheet: generate its stimuli first")
+    return FileResponse(path, media_type="image/png")
 
 
 # --- API tokens ------------------------------------------------------------------------------

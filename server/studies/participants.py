@@ -15,7 +15,7 @@ import pandas as pd
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
-from server.db.models import ParticipantSession, Response, Study
+from server.db.models import BarredWorker, ParticipantSession, Response, Study
 from server.errors import AppError, NotFound
 from server.studies.audit import record_audit_event
 
@@ -73,6 +73,7 @@ def list_participants(db: Session, engine: Engine, study: Study) -> list[dict[st
         ).all()
     )
     stats = _per_participant(load_study(engine, study.slug), study)
+    barred = _barred_by_researchers(db, study)
     rows = []
     sessions = db.scalars(
         select(ParticipantSession)
@@ -92,6 +93,8 @@ def list_participants(db: Session, engine: Engine, study: Study) -> list[dict[st
                 "responses": answers.get(session.id, 0),
                 "excluded": session.excluded,
                 "exclusion_reason": session.exclusion_reason,
+                "can_bar": session.worker_hash is not None,
+                "barred_reason": barred.get(session.worker_hash),
                 **stats.get(session.id, _NO_STATS),
             }
         )
@@ -115,4 +118,57 @@ def set_exclusion(
     db.flush()
     action = "participant.exclude" if excluded else "participant.include"
     record_audit_event(db, action, {"session": session_id, "reason": reason}, study.id, actor)
+    return session
+
+
+def _group_names(study: Study) -> list[str]:
+    from server.studies.service import study_config
+
+    return study_config(study).group_names
+
+
+def _barred_by_researchers(db: Session, study: Study) -> dict[str, str]:
+    """worker hash -> reason, for bars a researcher set on this study's series."""
+    rows = db.execute(
+        select(BarredWorker.worker_hash, BarredWorker.reason).where(
+            BarredWorker.study_group.in_(_group_names(study)),
+            BarredWorker.reason.like("barred by %"),
+        )
+    )
+    return dict(rows.all())
+
+
+def bar_participant(
+    db: Session, study: Study, session_id: str, reason: str, actor: str
+) -> ParticipantSession:
+    """Keep this participant's worker out of the study and its series (`group`) from now on."""
+    reason = (reason or "").strip()
+    if not reason:
+        raise AppError("give a reason for barring: it is stored in the audit log with your name")
+    session = db.get(ParticipantSession, session_id)
+    if session is None or session.study_id != study.id:
+        raise NotFound(f"no participant {session_id!r} in study {study.slug!r}")
+    if session.worker_hash is None:
+        raise AppError("this participant came by a plain link: there is no worker ID to bar")
+    groups = _group_names(study)
+    known = {
+        row.study_group: row
+        for row in db.scalars(
+            select(BarredWorker).where(
+                BarredWorker.worker_hash == session.worker_hash,
+                BarredWorker.study_group.in_(groups),
+            )
+        )
+    }
+    stored = f"barred by {actor}: {reason}"[:2000]
+    for group in groups:
+        if group in known:
+            known[group].reason = stored
+        else:
+            db.add(BarredWorker(worker_hash=session.worker_hash, study_group=group, reason=stored))
+    db.flush()
+    record_audit_event(
+        db, "participant.bar", {"session": session_id, "groups": groups, "reason": reason},
+        study.id, actor,
+    )  # fmt: skip
     return session
