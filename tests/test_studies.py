@@ -118,7 +118,9 @@ def test_lifecycle_freezes_and_audits(database_url, tmp_path, study_data_dir, fa
         launch_study(db, study)
         frozen = dict(study.frozen)
         assert frozen["config_hash"] == study.config_hash and frozen["seed"] == 2023
-        assert len(frozen["images_sha256"]) == 64 and frozen["n_trials"] == 5 + 24 + 12
+        assert (
+            len(frozen["images_sha256"]) == 64 and frozen["n_trials"] == 5 + 24 + 2
+        )  # catch: 2 reserved units, natural only
         with pytest.raises(Conflict, match="live"):
             update_draft(db, study, fast_study_yaml, "fast.yaml")
         with pytest.raises(Conflict):

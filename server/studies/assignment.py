@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from server.errors import AppError
-from server.studies.schema import PracticeConfig, StudyConfig
+from server.studies.schema import StudyConfig
 
 
 @dataclass(frozen=True)
@@ -109,16 +109,6 @@ def _display(slot: SlotInfo, rng: np.random.Generator) -> dict:
     return {"max": order(slot.references_max), "min": order(slot.references_min)}
 
 
-#: Rounds a `practice.on_fail: flag` study repeats practice for at most (issue 19).
-PRACTICE_ROUND_LIMIT = 20
-
-
-def practice_rounds(practice: PracticeConfig) -> int:
-    """How many practice rounds a session may get: positions are reserved for them before
-    the main trials (a `stop` study ends the session after max_attempts failed rounds)."""
-    return practice.max_attempts if practice.on_fail == "stop" else PRACTICE_ROUND_LIMIT
-
-
 def plan_practice(practice: list[SlotInfo], attempt: int, seed: int) -> list[Planned]:
     """One practice attempt: positions attempt*n .. attempt*n+n-1, fresh sides per attempt."""
     rng = np.random.default_rng([seed, attempt, 1])
@@ -167,7 +157,7 @@ def plan_session(
         spots = [i for i, t in enumerate(sequence) if t.condition == c.condition]
         sequence.insert(int(rng.choice(spots)) + 1, c)
 
-    start = config.trials.practice.count * practice_rounds(config.trials.practice)
+    start = config.trials.practice.count * config.trials.practice.max_attempts
     planned = plan_practice(practice, 0, seed)
     catch_iter = iter(catch_sides)
     for i, slot in enumerate(sequence):
@@ -184,6 +174,8 @@ def _pick_catch(config, pool, trials, present, rng) -> list[SlotInfo]:
         return []
     units = {t.unit_id for t in trials}
     chosen = []
+    # Only conditions with catch material (a `none` block shows no references to catch on).
+    present = [c for c in present if any(p.condition == c for p in pool)] or present
     offset = int(rng.integers(len(present)))
     for j in range(n):
         condition = present[(j + offset) % len(present)]

@@ -2,6 +2,11 @@
 
 Seeded by the study's seed, so the same stimulus set and config give the same trials.
 The answer (which query is the max) stays in the Trial row; sides are decided per session.
+
+Practice and catch trials come from material no main trial shows (as in IMI): the units
+generation reserved (`generation.reserved_units_per_layer`) or the reserved batches of every
+unit (`generation.reserved_batches`), both listed in the stimulus set's manifest. A set with
+neither falls back to the last batch of the main units (and says so in `details`).
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from server.db.models import Stimulus, Trial
+from server.db.models import Stimulus, StimulusSet, Trial, Unit
 from server.errors import AppError
 from server.studies.schema import StudyConfig
 
@@ -27,6 +32,8 @@ class UnitStimuli:
     unit_id: int
     natural: dict[int, dict[str, list[str]]] = field(default_factory=dict)
     synthetic: dict[str, list[str]] = field(default_factory=dict)
+    reserved: bool = False  # practice and catch material only
+    reserved_batches: frozenset[int] = frozenset()  # this unit's practice/catch-only batches
 
     @property
     def batches(self) -> list[int]:
@@ -58,7 +65,29 @@ def load_unit_stimuli(db: Session, stimulus_set_id: str) -> list[UnitStimuli]:
         units[unit_id].natural = {
             b: roles for b, roles in batches.items() if all(roles.get(r) for r in ROLES)
         }
+    reserved = reserved_material(db, stimulus_set_id)
+    for unit_id, layer, index in db.execute(
+        select(Unit.id, Unit.layer, Unit.index).where(Unit.id.in_(list(units)))
+    ):
+        units[unit_id].reserved = (layer, index) in reserved.units
+        units[unit_id].reserved_batches = reserved.batches
     return [u for u in units.values() if u.natural]
+
+
+@dataclass(frozen=True)
+class Reserved:
+    units: frozenset[tuple[str, int]] = frozenset()  # (layer, unit index)
+    batches: frozenset[int] = frozenset()
+
+
+def reserved_material(db: Session, stimulus_set_id: str) -> Reserved:
+    """What the stimulus set's manifest reserves for practice and catch trials."""
+    stimulus_set = db.get(StimulusSet, stimulus_set_id)
+    listed = ((stimulus_set.manifest or {}) if stimulus_set else {}).get("reserved") or {}
+    return Reserved(
+        frozenset((u["layer"], int(u["unit"])) for u in listed.get("units", [])),
+        frozenset(int(b) for b in listed.get("batches", [])),
+    )
 
 
 @dataclass(frozen=True)
@@ -111,12 +140,42 @@ def references(unit: UnitStimuli, condition: str, batch: int, n_synthetic: int):
 
 class TrialBuilder:
     def __init__(self, config: StudyConfig, units: list[UnitStimuli]):
-        if not units:
+        ordered = sorted(units, key=lambda u: u.unit_id)
+        self.units = [u for u in ordered if not u.reserved]
+        if not self.units:
             raise AppError("the stimulus set has no usable units (all were invalid or dropped)")
         self.config = config
-        self.units = sorted(units, key=lambda u: u.unit_id)
         self.rng = np.random.default_rng(config.seed)
         self.n_syn = config.trials.mixed_synthetic_references
+        reserved_batches = frozenset().union(*(u.reserved_batches for u in ordered))
+        self.main_batches = {
+            u.unit_id: [b for b in u.batches if b not in u.reserved_batches] for u in self.units
+        }
+        # (unit, batch) pairs for practice and catch trials, never shown in a main trial.
+        reserved_units = [u for u in ordered if u.reserved]
+        if reserved_units:
+            # Batch by batch, so practice cycles through the units before reusing one.
+            depth = max(len(u.batches) for u in reserved_units)
+            self.material = [
+                (u, u.batches[b])
+                for b in range(depth)
+                for u in reserved_units
+                if b < len(u.batches)
+            ]
+            self.material_source = "reserved_units"
+        elif reserved_batches:
+            self.material = [
+                (u, b) for b in sorted(reserved_batches) for u in self.units if b in u.natural
+            ]
+            self.material_source = "reserved_batches"
+        else:
+            self.material = [(u, u.batches[-1]) for u in self.units]
+            self.material_source = "last_main_batch"
+        if not self.material or any(not self.main_batches[u.unit_id] for u in self.units):
+            raise AppError(
+                "the stimulus set leaves no material for practice/catch or main trials: "
+                "raise generation.reserved_units_per_layer or n_batches"
+            )
 
     def _regular(self, kind, unit, condition, batch, slot, extra=None) -> TrialSpec:
         ref_max, ref_min, fixed = references(unit, condition, batch, self.n_syn)
@@ -156,32 +215,44 @@ class TrialBuilder:
         specs = []
         for unit in self.units:
             for condition in self.config.conditions:
-                for batch in unit.batches:
+                for batch in self.main_batches[unit.unit_id]:
                     specs.append(self._regular("main", unit, condition, batch, len(specs)))
         return specs
 
     def catch(self) -> list[TrialSpec]:
-        """One catch trial per unit and condition (sessions draw theirs from this pool)."""
+        """One catch trial per material unit and condition (sessions draw theirs from this
+        pool). Catch trials show references, so `none` gets none (its block has no
+        references to be caught on)."""
         specs = []
-        for unit in self.units:
-            for condition in self.config.conditions:
-                batch = unit.batches[-1]
-                specs.append(self._obvious("catch", unit, condition, batch, len(specs)))
+        extra = {"material": self.material_source}
+        conditions = [c for c in self.config.conditions if c != "none"] or ["none"]
+        seen: set[int] = set()
+        for unit, batch in self.material:
+            if unit.unit_id in seen:
+                continue
+            seen.add(unit.unit_id)
+            for condition in conditions:
+                specs.append(self._obvious("catch", unit, condition, batch, len(specs), extra))
         return specs
 
-    def practice(self) -> list[TrialSpec]:
-        """Obvious trials first, then regular ones; shown in a condition with references."""
-        practice = self.config.trials.practice
+    def practice_conditions(self) -> list[str]:
+        """Between participants every condition gets its own practice; within, one
+        condition with references."""
+        if self.config.counterbalancing.conditions == "between":
+            return list(self.config.conditions)
         with_refs = [c for c in self.config.conditions if c != "none"]
-        condition = "natural" if "natural" in with_refs or not with_refs else with_refs[0]
+        return ["natural" if "natural" in with_refs or not with_refs else with_refs[0]]
+
+    def practice(self) -> list[TrialSpec]:
+        """Obvious trials first, then regular ones, per practice condition."""
+        practice = self.config.trials.practice
         specs = []
-        for i in range(practice.count):
-            unit = self.units[i % len(self.units)]
-            batch = unit.batches[-1]
-            make = self._obvious if i < practice.obvious else self._regular
-            specs.append(
-                make("practice", unit, condition, batch, i, {"obvious": i < practice.obvious})
-            )
+        for condition in self.practice_conditions():
+            for i in range(practice.count):
+                unit, batch = self.material[i % len(self.material)]
+                make = self._obvious if i < practice.obvious else self._regular
+                extra = {"obvious": i < practice.obvious, "material": self.material_source}
+                specs.append(make("practice", unit, condition, batch, len(specs), extra))
         return specs
 
     def all(self) -> list[TrialSpec]:
