@@ -131,7 +131,7 @@ def test_load_study_tidy_frame(database_url):
     assert frame.loc[frame["participant"] == "excluded-carol", "excluded"].all()
     assert (frame["duration_s"] == 600).all()
     # Scores: carol is excluded by the dashboard flag; per-participant means.
-    rules = analysis.ExclusionRules(min_choices_per_side=None)
+    rules = analysis.ExclusionRules(min_choices_per_row=None)
     kept, report = analysis.apply_exclusions(frame, rules)
     assert report.participants == {"excluded-carol": ["manual"]}
     table = analysis.score_table(analysis.main_trials(kept), ["condition"], 100)

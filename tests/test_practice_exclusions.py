@@ -1,12 +1,14 @@
 """Exclusions that fire (issue 19), through the real participant API and database:
-practice repeats until all right, a participant failing it three times is stopped and
-excluded by `max_practice_attempts`, and `min_instruction_s` applies the page's events."""
+practice repeats until all right, a participant failing it three times is flagged (the
+default) or stopped (`practice.on_fail: stop`) and excluded by `max_practice_attempts`,
+and `min_instruction_s` applies the page's events."""
 
 from __future__ import annotations
 
 import uuid
 
 import pytest
+import yaml
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
@@ -15,6 +17,7 @@ from analysis.load import load_study
 from server.app import create_app
 from server.db.models import ParticipantSession
 from server.db.session import session_scope
+from server.studies.service import create_study, generate_study, launch_study
 from server.studies.sessions import answers_for_session
 
 
@@ -25,14 +28,28 @@ def api(live_study):
         yield client
 
 
-def start(api, worker: str) -> dict:
+@pytest.fixture(scope="module")
+def stop_study(live_study, fast_study_yaml):
+    """The demo study again, as `imi-demo-stop`, stopping those who fail practice."""
+    settings, factory, _ = live_study
+    config = yaml.safe_load(fast_study_yaml)
+    config["slug"] = "imi-demo-stop"
+    config["trials"] = {**config.get("trials", {}), "practice": {"on_fail": "stop"}}
+    with session_scope(factory) as db:
+        study = create_study(db, settings, yaml.safe_dump(config), "stop.yaml")
+        generate_study(db, settings, study)
+        launch_study(db, study)
+    return study.slug
+
+
+def start(api, worker: str, slug: str = "imi-demo") -> dict:
     body = {
         "client": {"user_agent": "pytest"},
         "PROLIFIC_PID": worker,
         "STUDY_ID": "s1",
         "SESSION_ID": uuid.uuid4().hex,
     }
-    reply = api.post("/api/v1/studies/imi-demo/sessions", json=body)
+    reply = api.post(f"/api/v1/studies/{slug}/sessions", json=body)
     assert reply.status_code == 201, reply.text
     return reply.json()
 
@@ -99,10 +116,9 @@ def stored(factory, session) -> ParticipantSession:
         return row
 
 
-def test_failing_practice_three_times_is_stopped_and_excluded(api, live_study):
-    _, factory, study = live_study
-    failing = start(api, "fails-practice")
-    instructions_done(api, failing, 40)
+def test_failing_practice_three_times_is_stopped(api, live_study, stop_study):
+    _, factory, _ = live_study
+    failing = start(api, "fails-practice-stop", stop_study)
     for round_ in (1, 2):
         outcome = practice_round(api, factory, failing, wrong_at=round_)
         assert outcome == {"round": round_, "passed": False, "repeat": True, "stopped": False}
@@ -114,6 +130,22 @@ def test_failing_practice_three_times_is_stopped_and_excluded(api, live_study):
     row = stored(factory, failing)
     assert (row.status, row.practice_attempts, row.practice_passed) == ("screened_out", 3, False)
     assert row.practice_passed_at is None and row.design_claim is None
+    frame = load_study(factory.kw["bind"], stop_study)
+    _, report = apply_exclusions(frame, rules_from_options(["total_time_s=off"]))
+    assert report.participants == {failing["session_id"]: ["max_practice_attempts"]}
+
+
+def test_failing_practice_three_times_is_flagged_and_excluded(api, live_study):
+    _, factory, study = live_study
+    failing = start(api, "fails-practice")
+    instructions_done(api, failing, 40)
+    for round_ in (1, 2, 3):
+        outcome = practice_round(api, factory, failing, wrong_at=round_)
+        repeat = round_ < 3  # the study's practice.max_attempts: 3
+        assert outcome == {"round": round_, "passed": False, "repeat": repeat, "stopped": False}
+    finish_main(api, factory, failing)  # flagged, not stopped: the participant finishes
+    row = stored(factory, failing)
+    assert (row.status, row.practice_attempts, row.practice_passed) == ("completed", 3, False)
 
     passing = start(api, "passes-second-round")
     instructions_done(api, passing, 40)

@@ -43,7 +43,11 @@ class Planned:
 
 
 def balanced_latin_square(n: int) -> list[list[int]]:
-    """Williams design rows (each condition precedes every other equally often for even n)."""
+    """A Williams design: every condition immediately precedes every other equally often.
+
+    For even n the n rows of the square do it; for odd n no n-row square can, so the square
+    is followed by its mirror image (2n rows), as Williams (1949) prescribes.
+    """
     first = [0]
     lo, hi = 1, n - 1
     for j in range(1, n):
@@ -53,7 +57,10 @@ def balanced_latin_square(n: int) -> list[list[int]]:
         else:
             first.append(hi)
             hi -= 1
-    return [[(c + r) % n for c in first] for r in range(n)]
+    square = [[(c + r) % n for c in first] for r in range(n)]
+    if n % 2:
+        square += [row[::-1] for row in square]
+    return square
 
 
 def _chunk_cyclic(stream: list[str], size: int) -> list[list[str]]:
@@ -120,6 +127,17 @@ def plan_practice(practice: list[SlotInfo], attempt: int, seed: int) -> list[Pla
     ]
 
 
+def practice_for(practice: list[SlotInfo], conditions: list[str]) -> list[SlotInfo]:
+    """The practice trials of a row: a between-participant study has practice per condition,
+    and a participant practises in their own condition only."""
+    if len({s.condition for s in practice}) <= 1:
+        return practice
+    own = [s for s in practice if s.condition in conditions]
+    if not own:
+        raise AppError(f"no practice trials for conditions {conditions}: regenerate the study")
+    return own
+
+
 def plan_session(
     config: StudyConfig,
     rows: list[list[str]],
@@ -140,13 +158,22 @@ def plan_session(
 
     trials = [slots[tid] for tid in row]
     present = [c for c in config.conditions if any(t.condition == c for t in trials)]
+    none_split = config.counterbalancing.none_split
     if config.counterbalancing.order == "blocked":
-        square = balanced_latin_square(len(present))
-        block_order = [present[i] for i in square[(replicate + row_index) % len(present)]]
+        # Borowski: the no-reference trials open and close the run, the blocks with
+        # references (in Williams order) come between.
+        ordered = [c for c in present if not (none_split and c == "none")]
+        square = balanced_latin_square(len(ordered)) if ordered else [[]]
+        block_order = [ordered[i] for i in square[(replicate + row_index) % len(square)]]
         sequence = []
         for condition in block_order:
             block = [t for t in trials if t.condition == condition]
             sequence += [block[i] for i in rng.permutation(len(block))]
+        if none_split and "none" in present:
+            block = [t for t in trials if t.condition == "none"]
+            block = [block[i] for i in rng.permutation(len(block))]
+            before = round(len(block) * none_split[0] / sum(none_split))
+            sequence = block[:before] + sequence + block[before:]
     else:
         sequence = [trials[i] for i in rng.permutation(len(trials))]
 
@@ -158,7 +185,7 @@ def plan_session(
         sequence.insert(int(rng.choice(spots)) + 1, c)
 
     start = config.trials.practice.count * config.trials.practice.max_attempts
-    planned = plan_practice(practice, 0, seed)
+    planned = plan_practice(practice_for(practice, present), 0, seed)
     catch_iter = iter(catch_sides)
     for i, slot in enumerate(sequence):
         # A row may hold catch trials itself (an imported IMI task): they have design sides.

@@ -4,12 +4,14 @@ comprehension check), recorded on the session so the exclusion rule can fire.
 After the last response of a round the session records the rounds done
 (`practice_attempts`) and whether this round was all right (`practice_passed`, with
 `practice_passed_at`). A round with an error is followed by another one, up to the
-study's `practice.max_attempts`; past it the study chooses (`practice.on_fail`):
+study's `practice.max_attempts` rounds; after that many failed rounds the participant
+needs more than allowed, and the study chooses (`practice.on_fail`):
 
+- `flag` (default): the main trials start; `practice_passed` stays false and the
+  `max_practice_attempts` rule excludes the participant in the analysis (more practice
+  could not change that, and the participant still finishes and is paid);
 - `stop`: the session ends as `screened_out` (its place is released for someone else)
-  and the page thanks the participant and explains, without blame;
-- `flag`: practice keeps repeating (up to assignment.PRACTICE_ROUND_LIMIT rounds, then the main
-  trials start anyway) and the `max_practice_attempts` rule excludes the participant.
+  and the page thanks the participant and explains, without blame.
 
 Runs inside the response's transaction (server.studies.responses), on its connection.
 """
@@ -22,7 +24,7 @@ from sqlalchemy import Connection, bindparam, func, select, update
 
 from server.db.models import Assignment, ParticipantSession, Response, Trial, utcnow
 from server.db.prepared import Prepared
-from server.studies.assignment import plan_practice, practice_rounds
+from server.studies.assignment import plan_practice
 from server.studies.schema import StudyConfig
 from server.studies.sessions import cached_design, insert_assignments
 
@@ -55,7 +57,7 @@ def _outcome(config: StudyConfig, rounds: int, passed: bool) -> dict[str, Any]:
     """What follows a finished round: a function of the round alone, so a replayed
     response (same idempotency key) gets the same body as the first time."""
     practice = config.trials.practice
-    repeat = not passed and rounds < practice_rounds(practice)
+    repeat = not passed and rounds < practice.max_attempts
     stopped = not passed and not repeat and practice.on_fail == "stop"
     outcome: dict[str, Any] = {"round": rounds, "passed": passed, "repeat": repeat}
     outcome["stopped"] = stopped

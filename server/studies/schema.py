@@ -28,10 +28,11 @@ class PracticeConfig(Strict):
     obvious: int = Field(4, ge=0)
     max_attempts: int = Field(3, ge=1, le=10)
     feedback: bool = True
-    # IMI repeats practice until every trial is right. Past max_attempts rounds a
-    # participant is either stopped politely (`stop`, session screened out) or keeps
-    # practising and is flagged (`flag`); the `max_practice_attempts` rule excludes both.
-    on_fail: Literal["stop", "flag"] = "stop"
+    # Practice repeats until every trial of a round is right (IMI). After max_attempts
+    # rounds with errors a participant either goes on to the main trials, flagged
+    # (`flag`: practice_passed false), or is stopped politely (`stop`: the session ends
+    # screened out). The `max_practice_attempts` exclusion rule excludes both.
+    on_fail: Literal["flag", "stop"] = "flag"
 
     @model_validator(mode="after")
     def _obvious_fits(self) -> PracticeConfig:
@@ -69,6 +70,20 @@ class CounterbalancingConfig(Strict):
     responses_per_slot: int | None = Field(
         None, ge=1, description="Stop claiming places once every slot has this many."
     )
+    none_split: tuple[int, int] | None = Field(
+        None,
+        description="Blocked order: the `none` trials split in this ratio before and after "
+        "the blocks with references (Borowski et al. 2021: [23, 22]).",
+    )
+
+    @model_validator(mode="after")
+    def _split_needs_blocks(self) -> CounterbalancingConfig:
+        if self.none_split is not None:
+            if self.order != "blocked":
+                raise ValueError("none_split needs order: blocked")
+            if min(self.none_split) < 0 or sum(self.none_split) == 0:
+                raise ValueError("none_split: two counts >= 0, not both 0 (e.g. [23, 22])")
+        return self
 
 
 class TimeLimitsConfig(Strict):
@@ -164,6 +179,11 @@ class StudyConfig(Strict):
     )
     consent: str = Field(min_length=1)
     instructions: list[str] = Field(min_length=1)
+    condition_instructions: dict[Condition, list[str]] = Field(
+        default_factory=dict,
+        description="Between participants: pages shown after `instructions` to the "
+        "participants of that condition only.",
+    )
     estimated_minutes: int = Field(15, ge=1)
     paradigm: Literal["imi"] = "imi"
     seed: int = Field(0, ge=0, lt=2**31)
@@ -201,6 +221,25 @@ class StudyConfig(Strict):
                 "set generation.fv.enabled: true or drop them"
             )
         return self
+
+    @model_validator(mode="after")
+    def _condition_pages_fit_the_design(self) -> StudyConfig:
+        extra = sorted(set(self.condition_instructions) - set(self.conditions))
+        if extra:
+            raise ValueError(f"condition_instructions for conditions not in `conditions`: {extra}")
+        if self.condition_instructions and self.counterbalancing.conditions != "between":
+            raise ValueError(
+                "condition_instructions need counterbalancing.conditions: between "
+                "(within participants everyone sees every condition)"
+            )
+        split = self.counterbalancing.none_split
+        if split is not None and "none" not in self.conditions:
+            raise ValueError("counterbalancing.none_split needs the `none` condition")
+        return self
+
+    def instructions_for(self, condition: str | None) -> list[str]:
+        """The instruction pages of a participant in `condition` (None: within)."""
+        return [*self.instructions, *self.condition_instructions.get(condition or "", [])]
 
     @property
     def n_catch(self) -> int:
