@@ -224,20 +224,21 @@ def get_study_info(slug: str, db: SessionDep) -> dict[str, Any]:
     | _errors(403, 404, 409, 413, 415, 422, 429),
     openapi_extra=_json_body(SessionCreate, bearer=False),
 )
-def create_session(
-    slug: str,
-    body: Annotated[SessionCreate, _body(SessionCreate)],
-    db: SessionDep,
-    request: Request,
-):
-    params = body.model_dump(exclude={"client"})
+async def create_session(slug: str, request: Request) -> JSONResponse:
+    body = await _parse_json(request, SessionCreate)
     secret = request.app.state.secret_key
     address = address_hash(secret, request.client.host if request.client else None)
-    limits = AdmissionLimits.from_settings(request.app.state.settings)
-    result, created = sessions.start_session(
-        db, secret, slug, params, body.client.model_dump(), address, limits
+    start = functools.partial(
+        sessions.start_session_write,
+        secret_key=secret,
+        slug=slug,
+        params=body.model_dump(exclude={"client"}),
+        client=body.client.model_dump(),
+        address=address,
+        limits=AdmissionLimits.from_settings(request.app.state.settings),
     )
-    return result if created else JSONResponse(result, status_code=200)
+    result, created = await run_write(request, start)
+    return JSONResponse(result, status_code=201 if created else 200)
 
 
 @router.get(

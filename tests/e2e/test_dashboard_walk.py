@@ -91,12 +91,21 @@ def test_researcher_walk(dashboard, page, tmp_path):
 
     page.get_by_test_id("study-generate").click()
     page.get_by_test_id("job").wait_for()
+    # The worker process takes the job: the panel shows its step and count as it runs.
+    for _ in range(600):  # (no wait_for_function: the dashboard's CSP forbids eval)
+        if page.get_by_test_id("job-step").inner_text():
+            break
+        page.wait_for_timeout(200)
     _shot(page, "admin-job")
     # The panel follows the job and the page reloads when it is done: launch appears.
     page.get_by_test_id("study-launch").wait_for(timeout=300_000)
     assert page.get_by_test_id("job-status").inner_text() == "succeeded"
     assert page.get_by_test_id("job-step").inner_text() == "store images"
 
+    page.get_by_test_id("study-stimuli").click()
+    assert page.get_by_test_id("stimulus-unit").count() == 3
+    _shot(page, "admin-stimuli")
+    page.go_back()
     page.get_by_test_id("study-preview").click()
     assert page.get_by_test_id("preview-trial").count() == 3
     assert "nothing is stored" in page.get_by_test_id("preview-note").inner_text()
