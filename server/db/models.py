@@ -223,6 +223,8 @@ class ParticipantSession(Base):
     # active | completed | declined | returned | screened_out
     seed: Mapped[int] = mapped_column(Integer, default=0)
     design_row: Mapped[int] = mapped_column(Integer, default=0)
+    # Between-participant designs: the one condition this participant sees (issue 20).
+    condition: Mapped[str | None] = mapped_column(String(30), nullable=True)
     # n-th place of the study's design (row = claim % rows); NULL once released (timed out).
     design_claim: Mapped[int | None] = mapped_column(Integer, nullable=True)
     client_info: Mapped[dict[str, Any]] = mapped_column(default=dict)

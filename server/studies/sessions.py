@@ -193,7 +193,7 @@ def start_session(
                 )
             )
             if existing is not None:
-                return _resume(db, existing), False
+                return _resume(db, existing, config), False
             _check_not_barred(db, config, worker_hash)
         if limits is not None:
             admit(db, limits, study.id, address or "")
@@ -214,6 +214,7 @@ def start_session(
             "token": token,
             "n_trials": n_trials,
             "resumed": False,
+            "instructions": config.instructions_for(session.condition),
         }, True
     raise Conflict("too many participants are arriving at once: try again in a moment")
 
@@ -239,7 +240,7 @@ def start_session_write(
         return result
 
 
-def _resume(db: Session, session: ParticipantSession) -> dict[str, Any]:
+def _resume(db: Session, session: ParticipantSession, config: StudyConfig) -> dict[str, Any]:
     if session.status == "completed":
         raise Forbidden("you have already completed this study: thank you, nothing more to do")
     if session.status != "active":
@@ -253,7 +254,14 @@ def _resume(db: Session, session: ParticipantSession) -> dict[str, Any]:
     session.token_hash = token_digest(token)
     session.last_seen_at = datetime.now(UTC)
     db.flush()
-    return {"session_id": session.id, "token": token, "n_trials": n_trials, "resumed": True}
+    instructions = config.instructions_for(session.condition)
+    return {
+        "session_id": session.id,
+        "token": token,
+        "n_trials": n_trials,
+        "resumed": True,
+        "instructions": instructions,
+    }
 
 
 def _check_not_barred(db: Session, config: StudyConfig, worker_hash: str) -> None:
@@ -308,6 +316,13 @@ def _free_claim(db: Session, study: Study) -> int:
     return next(n for n in range(len(taken) + 1) if n not in taken)
 
 
+def between_condition(config: StudyConfig, design: Design, row: int) -> str | None:
+    """A between-participant row's one condition (rows never mix them); None within."""
+    if config.counterbalancing.conditions != "between":
+        return None
+    return design.slots[design.rows[row][0]].condition
+
+
 def _claim(
     db, study, config, worker_hash, platform, params, client, limits
 ) -> tuple[ParticipantSession, str]:
@@ -336,6 +351,7 @@ def _claim(
         seed=seed,
         design_claim=claim,
         design_row=claim % len(design.rows),
+        condition=between_condition(config, design, claim % len(design.rows)),
         client_info=client,
         token_hash="pending",
     )
