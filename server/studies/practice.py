@@ -24,7 +24,7 @@ from sqlalchemy import Connection, bindparam, func, select, update
 
 from server.db.models import Assignment, ParticipantSession, Response, Trial, utcnow
 from server.db.prepared import Prepared
-from server.studies.assignment import plan_practice
+from server.studies.assignment import plan_practice, practice_for
 from server.studies.schema import StudyConfig
 from server.studies.sessions import cached_design, insert_assignments
 
@@ -101,7 +101,12 @@ def finish_practice_response(
         values["practice_passed_at"] = utcnow()
     elif outcome["repeat"]:
         design = cached_design(conn, *design_key)
-        insert_assignments(conn, session_id, plan_practice(design.practice, rounds, seed))
+        # Between participants each condition has its own practice (issue 20).
+        condition = conn.scalar(
+            select(ParticipantSession.condition).where(ParticipantSession.id == session_id)
+        )
+        practice_slots = practice_for(design.practice, [condition])
+        insert_assignments(conn, session_id, plan_practice(practice_slots, rounds, seed))
     elif outcome["stopped"]:
         values |= {"status": "screened_out", "design_claim": None}
     conn.execute(

@@ -72,7 +72,8 @@ function howToAnswerPage(study) {
       h("figcaption", {}, "An example trial.")),
     keysTable(study),
     h("p", {}, `The buttons can be used after ${((study.layout.answer_delay_ms ?? 1500) / 1000).toFixed(1)} s. `
-      + "Practice trials come first and tell you whether you were right; the main trials do not."));
+      + "Practice trials come first and tell you whether you were right; "
+      + (study.feedback_main ? "the main trials do too." : "the main trials do not.")));
 }
 
 /** The study's instruction pages, then the answer page; Back/Continue between them. */

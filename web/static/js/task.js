@@ -82,7 +82,8 @@ class Run {
   async instructions() {
     const started = epochMs();
     for (let attempt = 1; ; attempt++) {
-      await screens.instructionsScreens(this.study);
+      // Between participants the server adds the session's condition pages (issue 20).
+      await screens.instructionsScreens({ ...this.study, instructions: this.state.instructions || this.study.instructions });
       const result = await screens.comprehensionScreen(this.study, attempt);
       this.logEvent("comprehension", { attempt, passed: result.passed, wrong: result.wrong || 0 });
       if (result.passed) break;
@@ -262,7 +263,8 @@ class Run {
 async function startSession(study, refreshHz) {
   const body = { ...config.params, client: clientInfo(refreshHz) };
   const { data } = await persistent("session", () => api.startSession(config.slug, body));
-  const state = { session_id: data.session_id, token: data.token, stage: "instructions", started_at: epochMs() };
+  const state = { session_id: data.session_id, token: data.token, stage: "instructions", started_at: epochMs(),
+    instructions: data.instructions };
   writeJSON(storageKey, state);
   return state;
 }

@@ -138,7 +138,8 @@ const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /**
  * IMI feedback: a black frame on the chosen image at once; after `frame` ms it turns
- * green or red with "Correct!"/"Incorrect!"; after `continue` ms a Continue button.
+ * green or red with "Correct!"/"Incorrect!"; `continue` ms after that (IMI: 350 + 1150 ms
+ * after the click) a Continue button.
  * `verdict` is a promise of the server's grading (the browser never knows the answer).
  */
 export async function showFeedback(view, choice, verdict, study) {
@@ -153,7 +154,7 @@ export async function showFeedback(view, choice, verdict, study) {
     feedback.textContent = correct ? "Correct!" : "Incorrect!";
     feedback.classList.add(correct ? "is-correct" : "is-incorrect");
   }
-  await sleep(Math.max(0, timing.continue - timing.frame));
+  await sleep(timing.continue);
   const next = h("button", { type: "button", class: "primary", testid: "feedback-continue" }, "Continue");
   feedback.after(h("div", { class: "actions center" }, next));
   next.focus();
