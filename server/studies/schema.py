@@ -140,6 +140,9 @@ class AnalysisConfig(Strict):
 
 
 class FeedbackTimings(Strict):
+    """IMI: the chosen image's frame turns green/red `frame` ms after the click, and the
+    Continue button appears `continue` ms after that (350 + 1150 ms)."""
+
     frame: int = 350
     # "continue" is a Python keyword only as an attribute name; the JSON key stays.
     continue_: int = Field(1150, alias="continue")
