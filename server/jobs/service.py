@@ -137,20 +137,20 @@ def claim_next_job(db: Session, worker: str, kinds: list[str] | None = None) -> 
     return None
 
 
-def _worker_gone(worker: str | None) -> bool:
-    """True when `worker` (host:pid) ran on this host and that process no longer exists."""
+def _local_worker_state(worker: str | None) -> str:
+    """ "gone" or "alive" for a worker (host:pid) on this host; "unknown" for another host."""
     if not worker or ":" not in worker:
-        return False
+        return "unknown"
     host, pid = worker.rsplit(":", 1)
     if host != socket.gethostname() or not pid.isdigit():
-        return False
+        return "unknown"
     try:
         os.kill(int(pid), 0)
     except ProcessLookupError:
-        return True
+        return "gone"
     except PermissionError:
-        return False
-    return _is_zombie(int(pid))
+        return "alive"
+    return "gone" if _is_zombie(int(pid)) else "alive"
 
 
 def _is_zombie(pid: int) -> bool:
@@ -167,9 +167,12 @@ def reap_dead_jobs(db: Session, stale_after_s: float = STALE_AFTER_S) -> list[Jo
     dead = []
     for job in db.scalars(select(Job).where(Job.status == "running")):
         beat = _aware(job.heartbeat_at) or _aware(job.started_at) or now
-        if _worker_gone(job.worker):
+        state = _local_worker_state(job.worker)
+        if state == "gone":
             reason = f"worker {job.worker} died during {job.step or 'start-up'}"
-        elif now - beat > timedelta(seconds=stale_after_s):
+        elif state == "unknown" and now - beat > timedelta(seconds=stale_after_s):
+            # Another host: only the heartbeat tells (a local live process may just be busy
+            # writing its results, with SQLite's lock delaying its beat).
             reason = (
                 f"no heartbeat from worker {job.worker} for {int((now - beat).total_seconds())} "
                 f"s (during {job.step or 'start-up'})"
