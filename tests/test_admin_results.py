@@ -48,6 +48,8 @@ def test_dashboard_scores_export_and_lifecycle(live_study):
         for condition in ("natural", "none"):
             assert re.search(rf"<td>{condition}</td><td>1\.000</td>", table), condition
         assert "data:image/png;base64," in page.text  # the plot
+        # Which score definition and how many resamples produced the numbers (issue 19).
+        assert "Score <strong>crossed</strong>" in page.text and "(1000 resamples)" in page.text
 
         export = client.get(f"/admin/studies/{study.slug}/export.csv")
         assert export.status_code == 200
