@@ -196,6 +196,9 @@ def mis_study(
     report: Annotated[
         Path | None, typer.Option(help="HTML report (default SLUG-mis.html).")
     ] = None,
+    figure: Annotated[
+        Path | None, typer.Option(help="Also save the MIS-by-depth figure (.png or .svg).")
+    ] = None,
     output_format: Annotated[str, typer.Option("--format", help="table, json or csv.")] = "table",
     database_url: DatabaseUrlOption = None,
 ) -> None:
@@ -220,4 +223,9 @@ def mis_study(
     print(render_scores(frame, output_format, {"seconds": round(seconds, 2)}))
     path = Path(report or f"{config.slug}-mis.html")
     path.write_text(machine_report_html(frame, config.title), encoding="utf-8")
+    if figure is not None:
+        from analysis.machine import layer_summary
+        from analysis.plots import plot_mis_by_depth, save_figure
+
+        save_figure(plot_mis_by_depth(layer_summary(frame)), figure)
     err_console.print(f"{seconds:.1f} s; report: {path}", highlight=False)
