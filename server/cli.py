@@ -331,6 +331,10 @@ def generate(
     study: Annotated[Path, typer.Argument(help="Study YAML file with a `generation:` section.")],
     device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:N, mps.")] = None,
     database_url: DatabaseUrlOption = None,
+    limit_units: Annotated[
+        int | None,
+        typer.Option(min=1, help="Smoke run: at most this many units per layer (and 1 reserved)."),
+    ] = None,
 ) -> None:
     """Generate a stimulus set (units, exemplars, feature visualizations) from STUDY.yaml."""
     from rich.progress import MofNCompleteColumn, Progress, TimeElapsedColumn
@@ -343,6 +347,13 @@ def generate(
     )
 
     config = _load_generation_section(study)
+    if limit_units is not None:
+        config = config.model_copy(
+            update={
+                "units_per_layer": min(limit_units, config.units_per_layer),
+                "reserved_units_per_layer": min(1, config.reserved_units_per_layer),
+            }
+        )
     settings = settings_from(database_url, device=device)
     factory = open_database(settings)
     columns = (*Progress.get_default_columns()[:2], MofNCompleteColumn(), TimeElapsedColumn())
@@ -364,8 +375,10 @@ def generate(
         finally:
             db.close()
     table = Table("layer", "units", "valid", "max FV / natural", "min FV / natural")
+    points = stimulus_set.manifest.get("layer_points", {})
     for layer in config.layers:
-        rows = [u for u in stimulus_set.manifest["units"] if u["layer"] == layer]
+        read = points.get(layer, {}).get("module", layer)  # layer_point: pre_relu
+        rows = [u for u in stimulus_set.manifest["units"] if u["layer"] == read]
         n_valid = sum(u["valid"] for u in rows)
         table.add_row(
             layer,

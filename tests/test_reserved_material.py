@@ -75,3 +75,27 @@ def test_practice_and_catch_material_is_disjoint_from_main(name, tmp_path, study
         assert used <= listed and len(listed) == 1
         assert [u["reserved"] for u in manifest["units"]].count(True) == 1
     engine.dispose()
+
+
+def test_generate_limit_units_makes_a_smoke_run(tmp_path, study_data_dir):
+    from typer.testing import CliRunner
+
+    from server.cli import app as cli_app
+
+    config = yaml.safe_load((STUDIES / "imi-demo.yaml").read_text())
+    config["generation"]["fv"] = {"enabled": False}
+    path = tmp_path / "smoke.yaml"
+    path.write_text(yaml.safe_dump(config))
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    result = CliRunner().invoke(
+        cli_app,
+        ["generate", str(path), "--limit-units", "1", "--database-url", url],
+        env={"PSYCHINTERP_DATA_DIR": str(study_data_dir)},
+    )
+    assert result.exit_code == 0, result.output
+    engine = make_engine(url)
+    with session_scope(make_session_factory(engine)) as db:
+        manifest = db.scalars(select(StimulusSet)).one().manifest
+    engine.dispose()
+    assert sorted(u["layer"] for u in manifest["units"]) == ["_blocks.4"] * 2 + ["_blocks.9"] * 2
+    assert len(manifest["reserved"]["units"]) == 2
