@@ -184,3 +184,44 @@ def test_cli_score_option_in_json_table_and_html(tmp_path):
     assert "score: imi" in text and "10000 resamples" in text and "Brunner-Munzel" in text
     bad = runner.invoke(app, [*args, "--score", "mean"])
     assert bad.exit_code == 1 and "unknown score definition 'mean'" in bad.output
+
+
+def test_borowski_raw_data_layout_with_the_borowski_definition(tmp_path):
+    """Borowski et al.'s released Exp. I file layout (data_from_human_experiments/
+    experiment_I_main_practice_catch_repeated_trials_preprocessed.csv: an unnamed index,
+    subject_id, instr_type natural/optimized/none_pre, trial_type practice/main,
+    catch_trial, correct) through `analyze --responses ... --score borowski`. The real
+    file is not shipped here; this small table in its layout has hand-computed answers."""
+    rows = []
+    correct = {  # subject -> condition -> main-trial answers
+        1: {"natural": [1, 1, 1, 0], "optimized": [1, 0, 1, 0]},
+        2: {"natural": [1, 1, 1, 1], "optimized": [1, 1, 1, 0]},
+        3: {"natural": [1, 1, 0, 1], "optimized": [0, 1, 1, 1]},
+    }
+    for subject, by_condition in correct.items():
+        rows.append((subject, "natural", "practice", False, False))  # dropped by --where
+        rows.append((subject, "optimized", "main", True, False))  # a catch trial: dropped
+        rows.append((subject, "none_pre", "main", False, True))
+        for condition, answers in by_condition.items():
+            rows += [(subject, condition, "main", False, bool(a)) for a in answers]
+    frame = pd.DataFrame(
+        rows, columns=["subject_id", "instr_type", "trial_type", "catch_trial", "correct"]
+    )
+    path = tmp_path / "experiment_I_main_practice_catch_repeated_trials_preprocessed.csv"
+    frame.to_csv(path)  # with pandas' unnamed index column, as released
+    result = runner.invoke(
+        app,
+        ["analyze", "--responses", str(path), "--score", "borowski", "--format", "json",
+         "--columns", "participant=subject_id,condition=instr_type,correct=correct",
+         "--where", "trial_type=main", "--where", "catch_trial=False"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)["by_condition"]
+    for condition, means in (("natural", [0.75, 1.0, 0.75]), ("optimized", [0.5, 0.75, 0.75])):
+        row = data[condition]
+        sem = np.std(means, ddof=1) / np.sqrt(3)
+        assert row["accuracy"] == pytest.approx(np.mean(means))
+        assert (row["ci_low"], row["ci_high"]) == pytest.approx(
+            (np.mean(means) - 2 * sem, np.mean(means) + 2 * sem)
+        )
+        assert (row["score"], row["n_resamples"], row["n_participants"]) == ("borowski", 0, 3)
