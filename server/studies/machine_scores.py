@@ -156,7 +156,9 @@ def score_model(
             progress=progress,
         )
         run.skipped_images = table.skipped
-        files, embeddings = backend.embed_files(table.files, settings.data_dir / "embeddings")
+        files, embeddings = backend.embed_files(
+            table.files, settings.data_dir / "embeddings", progress
+        )
         if files != [str(p) for p in table.files]:
             raise AppError(
                 "the similarity backend could not read every image the model read; "

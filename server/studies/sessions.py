@@ -195,6 +195,9 @@ def start_session(
             if existing is not None:
                 return _resume(db, existing, config), False
             _check_not_barred(db, config, worker_hash)
+        # PostgreSQL: new arrivals for one study take turns (SQLite's writer is one at a
+        # time). NO KEY UPDATE: rows referencing the study only need a key share of it.
+        db.execute(select(Study.id).where(Study.id == study.id).with_for_update(key_share=True))
         if limits is not None:
             admit(db, limits, study.id, address or "")
         try:
@@ -327,8 +330,6 @@ def _claim(
     db, study, config, worker_hash, platform, params, client, limits
 ) -> tuple[ParticipantSession, str]:
     """Take the lowest free place in the design; the unique claim makes races fail loudly."""
-    # PostgreSQL: arrivals for one study claim in turn (SQLite's writer is one at a time).
-    db.execute(select(Study.id).where(Study.id == study.id).with_for_update())
     release_expired(db, study, config)
     design = study_design(db, study)
     claim = _free_claim(db, study)

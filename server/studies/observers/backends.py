@@ -29,9 +29,12 @@ class SimilarityBackend(Protocol):
     name: str
 
     def embed_files(
-        self, files: Sequence[Path], cache_dir: Path | None = None
+        self, files: Sequence[Path], cache_dir: Path | None = None, progress=None
     ) -> tuple[list[str], np.ndarray]:
-        """(paths of the readable files, their unit-length embeddings in that order)."""
+        """(paths of the readable files, their unit-length embeddings in that order).
+
+        `progress(stage, done, total)` is told how far the embedding is, if given.
+        """
 
     def embed_bytes(self, images: Sequence[bytes]) -> np.ndarray:
         """Unit-length embeddings of encoded images (PNG/JPEG bytes), in order."""
@@ -56,7 +59,7 @@ class BuiltinEmbedding:
         return self._model
 
     def embed_files(
-        self, files: Sequence[Path], cache_dir: Path | None = None
+        self, files: Sequence[Path], cache_dir: Path | None = None, progress=None
     ) -> tuple[list[str], np.ndarray]:
         from server.stimuli.activations import collect_activations
         from server.stimuli.units import UnitRef
@@ -64,7 +67,12 @@ class BuiltinEmbedding:
         units = [UnitRef(self.name, PENULTIMATE_LAYER, i) for i in range(self._width())]
         with self._lock:
             table = collect_activations(
-                self.model, list(files), units, cache_dir=cache_dir, batch_size=self.batch_size
+                self.model,
+                list(files),
+                units,
+                cache_dir=cache_dir,
+                batch_size=self.batch_size,
+                progress=None if progress is None else _as_stage(progress, "embeddings"),
             )
         embeddings = normalize_rows(table.values[PENULTIMATE_LAYER].astype(np.float32))
         return [str(p) for p in table.files], embeddings
@@ -85,6 +93,11 @@ class BuiltinEmbedding:
         with self._lock, torch.inference_mode(), LayerCapture(model, [PENULTIMATE_LAYER]) as cap:
             out = cap.run(batch)[PENULTIMATE_LAYER]
         return normalize_rows(out.float().cpu().numpy())
+
+
+def _as_stage(progress, stage: str):
+    """The collector reports its stage as "activations"; call it what it is here."""
+    return lambda _stage, done, total: progress(stage, done, total)
 
 
 def _decode(data: bytes):
@@ -108,7 +121,7 @@ class _PilEmbedding:
         raise NotImplementedError
 
     def embed_files(
-        self, files: Sequence[Path], cache_dir: Path | None = None
+        self, files: Sequence[Path], cache_dir: Path | None = None, progress=None
     ) -> tuple[list[str], np.ndarray]:
         from server.stimuli.images import open_rgb
 
