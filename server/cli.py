@@ -110,23 +110,44 @@ def serve(
     worker: Annotated[
         bool, typer.Option(help="Also run a local job worker process (generation jobs).")
     ] = True,
+    workers: Annotated[
+        int,
+        typer.Option(
+            "--workers",
+            min=1,
+            help="App processes behind the port (uvicorn workers; more than 1 needs PostgreSQL).",
+        ),
+    ] = 1,
 ) -> None:
     """Run the web server (participant pages, admin, API) and, by default, a job worker."""
     import uvicorn
 
     from server.app import create_app
     from server.jobs.local import LocalRunner
+    from server.serve_workers import check_workers, prepare_worker_settings
 
     settings = settings_from(
         database_url, data_dir=data_dir, forwarded_allow_ips=forwarded_allow_ips
     )
+    check_workers(settings, workers)
     open_database(settings, migrate=False)  # a clear error if unreachable; the app migrates
-    web_app = create_app(settings)  # migrates before the worker looks at the jobs table
+    if workers > 1:  # migrated once here, before the worker looks at the jobs table
+        settings = prepare_worker_settings(settings)
+        web_app = "server.serve_workers:app_from_environment"
+    else:
+        web_app = create_app(settings)  # migrates before the worker looks at the jobs table
     runner = LocalRunner(settings) if worker else None
     if runner is not None:
         runner.start()
     try:
-        uvicorn.run(web_app, host=host, port=port, log_level="info", **proxy_options(settings))
+        uvicorn.run(
+            web_app,
+            host=host,
+            port=port,
+            log_level="info",
+            **({"factory": True, "workers": workers} if workers > 1 else {}),
+            **proxy_options(settings),
+        )
     finally:
         if runner is not None:
             runner.stop()
