@@ -13,7 +13,7 @@ COPY server ./server
 COPY analysis ./analysis
 COPY web ./web
 COPY studies ./studies
-RUN pip install ".[postgres,ray]"
+RUN pip install ".[postgres,ray,s3]"
 
 RUN useradd --create-home psychinterp && mkdir -p /data && chown psychinterp /data
 USER psychinterp

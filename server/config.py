@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -33,13 +34,6 @@ class Settings(BaseSettings):
         "trust no proxy, the client address is the TCP peer. Behind nginx on this host: "
         "127.0.0.1. Login throttling and rate limits key on this address.",
     )
-    forwarded_allow_ips: str = Field(
-        default="",
-        description="Comma-separated addresses or networks of reverse proxies whose "
-        "X-Forwarded-For/-Proto `psychinterp serve` believes, or '*'. Empty (the default): "
-        "trust no proxy, the client address is the TCP peer. Behind nginx on this host: "
-        "127.0.0.1. Login throttling and rate limits key on this address.",
-    )
     # issue 25, participant path: session starts per client address and per study within a
     # sliding window (stored in the database, so they hold across worker processes), and how
     # long a session may sit idle before its place goes to a new arrival when the study is full.
@@ -48,6 +42,20 @@ class Settings(BaseSettings):
     session_start_window_s: int = Field(60, ge=1)
     idle_place_minutes: float = Field(10.0, gt=0)
     run_migrations_on_start: bool = True
+    # issue 24, scale-out: where stimulus images live (a directory, or s3://bucket/prefix?
+    # endpoint=URL for an S3-compatible store shared by several hosts) and where generation
+    # jobs render (local: in the job worker; ray: on the Ray cluster at ray_address).
+    storage_url: str = Field(
+        default="",
+        description="Image store: empty for DATA_DIR/stimuli, a directory path, or "
+        "s3://BUCKET/PREFIX?endpoint=http://HOST:9000 (pip install -e '.[s3]').",
+    )
+    generation_runner: Literal["local", "ray"] = Field(
+        "local", description="Default runner of generation jobs that do not name one."
+    )
+    ray_address: str = Field(
+        "auto", description="Ray cluster for the ray runner: auto, local, or ray://HOST:10001."
+    )
 
     @field_validator("device")
     @classmethod
