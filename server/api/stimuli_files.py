@@ -18,7 +18,7 @@ from fastapi.responses import Response
 from server.api.deps import SessionDep
 from server.errors import NotFound
 from server.stimuli.padding import pad_to
-from server.stimuli.store import ImageStore
+from server.stimuli.storage import open_image_store
 from server.studies import stimulus_urls
 
 router = APIRouter(tags=["stimuli"])
@@ -41,7 +41,7 @@ def get_session_stimulus(session_id: str, token: str, request: Request, db: Sess
         raise NotFound("no such image")
     if request.headers.get("if-none-match") == f'"{token}"':
         return Response(status_code=304, headers={**_HEADERS, "ETag": f'"{token}"'})
-    store = ImageStore(request.app.state.settings.stimuli_dir)
+    store = open_image_store(request.app.state.settings)
     found = stimulus_urls.resolve(db, store, request.app.state.secret_key, session_id, token)
     if found is None:
         raise NotFound("no such image")
@@ -53,7 +53,7 @@ def get_session_stimulus(session_id: str, token: str, request: Request, db: Sess
 def get_stimulus(sha256: str, request: Request) -> Response:
     if not _SHA256.match(sha256):
         raise NotFound("no such image")
-    store = ImageStore(request.app.state.settings.stimuli_dir)
+    store = open_image_store(request.app.state.settings)
     path, media_type = store.locate(sha256)
     if path is None:
         raise NotFound("no such image")

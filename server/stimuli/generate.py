@@ -591,10 +591,10 @@ def _write(
     stimulus_set: StimulusSet,
     computed: _Computed,
 ) -> None:
-    from server.stimuli.store import ImageStore
+    from server.stimuli.storage import open_image_store
 
     units = _get_or_create_units(db, computed)
-    writer = _ImageWriter(db, ImageStore(settings.stimuli_dir))
+    writer = _ImageWriter(db, open_image_store(settings))
     natural_hashes: dict[int, str] = {}
     values = {unit: computed.table.of(unit) for unit in computed.units}
 
@@ -702,11 +702,11 @@ def overview_path(settings: Settings, stimulus_set_id: str) -> Path:
 def _write_overview(db: Session, settings: Settings, stimulus_set_id: str) -> None:
     """The contact sheet next to the manifest (a figure failing must not fail generation)."""
     from server.stimuli.overview import write_overview
-    from server.stimuli.store import ImageStore
+    from server.stimuli.storage import open_image_store
 
     path = overview_path(settings, stimulus_set_id)
     try:
-        write_overview(db, ImageStore(settings.stimuli_dir), stimulus_set_id, path)
+        write_overview(db, open_image_store(settings), stimulus_set_id, path)
     except Exception as exc:  # noqa: BLE001 - report, keep the generated set
         warnings.warn(f"could not draw {path}: {type(exc).__name__}: {exc}", stacklevel=2)
 

@@ -83,7 +83,10 @@ class ImageStore:
     def put(
         self, image: Image.Image | np.ndarray, fmt: str = "png", quality: int = 90
     ) -> StoredImage:
-        data = encode_image(image, fmt, quality)
+        return self.put_encoded(encode_image(image, fmt, quality), fmt)
+
+    def put_encoded(self, data: bytes, fmt: str) -> StoredImage:
+        """Store bytes that `encode_image` made (a shared store's local copy reuses them)."""
         sha256 = hashlib.sha256(data).hexdigest()
         path = self._path(sha256, fmt)
         if not path.exists():

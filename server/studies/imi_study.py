@@ -28,7 +28,7 @@ from analysis.importers.imi import ImiTask, ImiTrial, read_imi_task
 from server.config import Settings
 from server.db import models as m
 from server.errors import AppError, Conflict
-from server.stimuli.store import ImageStore
+from server.stimuli.storage import open_image_store
 from server.studies.audit import record_audit_event
 from server.studies.service import create_study
 
@@ -138,7 +138,7 @@ def import_imi_study(
     if db.scalar(select(m.Study.id).where(m.Study.slug == slug)) is not None:
         raise Conflict(f"a study with slug {slug!r} exists already: choose another --slug")
     folders = task_folders(path)
-    store = ImageStore(settings.stimuli_dir)
+    store = open_image_store(settings)
     tasks = [read_imi_task(folder, store) for folder in folders]
     empty = [str(f) for f, t in zip(folders, tasks, strict=True) if not t.trials]
     if empty:
