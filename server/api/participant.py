@@ -30,6 +30,7 @@ from pydantic import (
 
 from server.api.deps import SessionDep, run_write
 from server.api.input_safety import FiniteFloat, Text, bounded_json
+from server.api.openapi_schema import inline_json_schema
 from server.errors import AppError
 from server.studies import responses, sessions
 from server.studies.admission import AdmissionLimits, address_hash
@@ -193,7 +194,7 @@ def _json_body(model: type[BaseModel], bearer: bool = True) -> dict[str, Any]:
     extra: dict[str, Any] = {
         "requestBody": {
             "required": True,
-            "content": {"application/json": {"schema": model.model_json_schema()}},
+            "content": {"application/json": {"schema": inline_json_schema(model)}},
         }
     }
     if bearer:
