@@ -70,13 +70,20 @@ def render_scores(frame, fmt: str, extra: dict[str, Any] | None = None) -> str:
     return "\n".join(parts)
 
 
+def _split_layers(values: list[str] | None) -> list[str] | None:
+    """`--layers a --layers b` and `--layers a,b` both work; none given -> default layers."""
+    names = [name.strip() for value in values or [] for name in value.split(",")]
+    return [name for name in names if name] or None
+
+
 @mis_app.command("score")
 @friendly_errors
 def mis_score(
     model: Annotated[str, typer.Option(help="Model name, e.g. efficientnet-lite0.")],
     images: Annotated[Path, typer.Option(help="Image folder (flat or ImageFolder-style).")],
     layers: Annotated[
-        list[str] | None, typer.Option("--layers", help="Layer (repeatable); default all blocks.")
+        list[str] | None,
+        typer.Option("--layers", help="Layers, repeatable or comma-separated; default all blocks."),
     ] = None,
     units: Annotated[
         int | None, typer.Option("--units", min=1, help="Units sampled per layer (8).")
@@ -112,7 +119,7 @@ def mis_score(
     request = ScoreRequest(
         model=model,
         images=images,
-        layers=layers or None,
+        layers=_split_layers(layers),
         units_per_layer=units or 8,
         all_units=all_units,
         backend=backend,

@@ -16,7 +16,7 @@ runner = CliRunner()
 
 def _score(database_url, tmp_path, pool, *extra):
     args = ["mis", "score", "--model", "efficientnet-lite0", "--images", str(pool)]
-    args += ["--layers", "_blocks.2", "--layers", "_blocks.10", "--tasks", "6", *extra]
+    args += ["--layers", "_blocks.2,_blocks.10", "--tasks", "6", *extra]
     env = {"PSYCHINTERP_DATABASE_URL": database_url, "PSYCHINTERP_DATA_DIR": str(tmp_path / "d")}
     return runner.invoke(app, args, env=env)
 
