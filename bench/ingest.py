@@ -47,7 +47,9 @@ def build_app(database_url: str, data_dir: str):
 
 def prepare(database_url: str, data_dir: str, n_sessions: int) -> list[tuple[str, str, list]]:
     """A live study and sessions: (session id, token, trial ids in order) each."""
-    from sqlalchemy import select
+    from datetime import UTC, datetime
+
+    from sqlalchemy import select, update
 
     from server.config import Settings
     from server.db.migrate import upgrade_database
@@ -70,6 +72,12 @@ def prepare(database_url: str, data_dir: str, n_sessions: int) -> list[tuple[str
     for i in range(n_sessions):
         with session_scope(factory) as db:
             body, _ = start_session(db, "bench", "imi-demo", {"PROLIFIC_PID": f"b{i}"}, {})
+            # Only trials already shown can be answered (issue 25): these were "shown".
+            db.execute(
+                update(Assignment)
+                .where(Assignment.session_id == body["session_id"])
+                .values(served_at=datetime.now(UTC))
+            )
             trials = db.scalars(
                 select(Assignment.trial_id)
                 .where(Assignment.session_id == body["session_id"], Assignment.attempt == 0)
