@@ -16,11 +16,12 @@ so rendering with batch size 1 or 64 follows the same trajectories.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import dataclasses
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import torch
@@ -39,6 +40,43 @@ if TYPE_CHECKING:
     from server.stimuli.generate import FVConfig
 
 DIRECTIONS = {"max": 1.0, "min": -1.0}
+
+
+class ChunkExecutor(Protocol):
+    """Renders many chunks elsewhere (the Ray runner: server/jobs/ray_runner.py).
+
+    `render_chunks` gets the render and measure models and one `(chunk, config, seed,
+    max_steps, n_entries)` tuple per chunk, and returns each chunk's visualizations in the
+    same order, exactly as `_render_chunk` would: chunks are independent and every random
+    draw is keyed by entry, so where a chunk renders does not change its pixels.
+    `done(n)` is called as chunks finish (progress).
+    """
+
+    def render_chunks(
+        self,
+        render_model: LoadedModel,
+        measure_model: LoadedModel,
+        tasks: list[tuple[list[Group], FVConfig, int, int, int]],
+        done: Callable[[int], None],
+    ) -> list[list[Visualization]]: ...
+
+
+_CHUNK_EXECUTOR: contextvars.ContextVar[ChunkExecutor | None] = contextvars.ContextVar(
+    "chunk_executor", default=None
+)
+
+
+@contextlib.contextmanager
+def chunk_executor(executor: ChunkExecutor | None) -> Iterator[None]:
+    """Render every `render_visualizations` call inside the block through `executor` (a job
+    runner sets it around generation; generation itself does not know where chunks run)."""
+    token = _CHUNK_EXECUTOR.set(executor)
+    try:
+        yield
+    finally:
+        _CHUNK_EXECUTOR.reset(token)
+
+
 # lucent's constants: initial spectrum scale and the divisor that tames saturation.
 _INIT_SD = 0.01
 _MAGIC = 4.0
@@ -296,6 +334,12 @@ def render_visualizations(
     batch_size = config.batch_size
     pending = _chunks(groups, batch_size, split_layers)
     total = len(groups) * max_steps
+    executor = _CHUNK_EXECUTOR.get()
+    if executor is not None:
+        pending = _render_elsewhere(
+            executor, render_model, model, pending, results, chunk_cache, progress, total,
+            (config, seed, max_steps, n_entries),
+        )  # fmt: skip
     while pending:
         chunk = pending.pop(0)
         key = (model, chunk, config, seed, max_steps, n_entries)
@@ -334,6 +378,49 @@ def render_visualizations(
             progress("visualizations", len(results) * max_steps, total)
     order = {(g.unit, g.direction): i for i, g in enumerate(groups)}
     return sorted(results, key=lambda v: order[(v.unit, v.direction)])
+
+
+def _render_elsewhere(
+    executor: ChunkExecutor,
+    render_model: LoadedModel,
+    model: LoadedModel,
+    pending: list[list[Group]],
+    results: list[Visualization],
+    chunk_cache: ChunkCache | None,
+    progress: Callable[[str, int, int], None] | None,
+    total: int,
+    fixed: tuple[FVConfig, int, int, int],
+) -> list[list[Group]]:
+    """Render the uncached chunks through `executor` all at once; cache and keep them.
+    Returns the chunks left for the local loop (none: the executor renders them all)."""
+    max_steps = fixed[2]
+    todo = []
+    for chunk in pending:
+        cached = chunk_cache.get((model, chunk, *fixed)) if chunk_cache is not None else None
+        if cached is None:
+            todo.append(chunk)
+        else:
+            results.extend(cached)
+    if not todo:
+        return []
+    n_cached = len(results)
+
+    def done(n: int) -> None:
+        if progress is not None:
+            progress(
+                "visualizations", (n_cached + sum(len(c) for c in todo[:n])) * max_steps, total
+            )
+
+    rendered = executor.render_chunks(
+        render_model, model, [(chunk, *fixed) for chunk in todo], done
+    )
+    for chunk, visualizations in zip(todo, rendered, strict=True):
+        if chunk_cache is not None:
+            chunk_cache.put((model, chunk, *fixed), visualizations)
+        results.extend(visualizations)
+    if progress is not None:
+        progress("visualizations", len(results) * max_steps, total)
+    return []
 
 
 # Transform draws are made on the host (seeded per step) a block of steps at a time, and
