@@ -138,3 +138,11 @@ def test_best_non_diverse_run_first_and_fallback_when_no_alpha_passed(lite0):
     np.testing.assert_allclose(vmax.activations[1:], main[0].activations[1:])  # alpha passed
     assert computed.fallbacks == {(unit, "max"): False, (unit, "min"): True}
     assert list(vmin.activations) == pytest.approx(sorted(candidates["min"]))  # all plain now
+
+
+@pytest.mark.parametrize(
+    "name", ["imi-demo.yaml", "imi2023-natural.yaml", "borowski2021-exp1.yaml"]
+)
+def test_study_validate_accepts_the_example_studies(name):
+    result = CliRunner().invoke(cli_app, ["study", "validate", str(ROOT / "studies" / name)])
+    assert result.exit_code == 0, result.output
