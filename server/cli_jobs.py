@@ -111,6 +111,23 @@ def generate_study_command(
             "runs it; follow it with `psychinterp jobs show ID`.",
         ),
     ] = False,
+    runner: Annotated[
+        str | None,
+        typer.Option(
+            "--runner",
+            help="Where feature visualizations render: local (this process / the worker) or "
+            "ray (a Ray cluster; pip install -e '.[ray]'). Default: "
+            "PSYCHINTERP_GENERATION_RUNNER (local).",
+        ),
+    ] = None,
+    address: Annotated[
+        str | None,
+        typer.Option(
+            "--address",
+            help="The Ray cluster for --runner ray: auto, local or ray://HOST:10001 "
+            "(default: PSYCHINTERP_RAY_ADDRESS, auto).",
+        ),
+    ] = None,
 ) -> None:
     """Create (or update) the draft from FILE, generate its stimuli and build its trials.
 
@@ -128,7 +145,9 @@ def generate_study_command(
     settings = settings_from(database_url)
     factory = open_database(settings)
     with session_scope(factory) as db:
-        job = queue_generation(db, draft_for(db, settings, study), created_by="cli")
+        job = queue_generation(
+            db, draft_for(db, settings, study), "cli", runner=runner, address=address
+        )
     if background:
         print(f"queued job {job.id}; follow it with: psychinterp jobs show {job.id}")
         return

@@ -153,3 +153,21 @@ def test_without_ray_the_error_says_how_to_install(monkeypatch) -> None:
     monkeypatch.setattr(builtins, "__import__", no_ray)
     with pytest.raises(AppError, match=r'pip install -e "\.\[ray\]"'):
         ray_runner.import_ray()
+
+
+def test_cli_queues_the_runner_and_refuses_unknown_ones(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from server.cli import app
+
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    env = {"PSYCHINTERP_DATA_DIR": str(tmp_path / "data"), "PSYCHINTERP_SECRET_KEY": "k"}
+    args = ["study", "generate", str(JOB_STUDY), "--database-url", url, "--background"]
+    bad = CliRunner().invoke(app, [*args, "--runner", "dask"], env=env)
+    assert bad.exit_code == 1 and "runner must be local or ray" in bad.output
+    ok = CliRunner().invoke(app, [*args, "--runner", "ray", "--address", "ray://h:10001"], env=env)
+    assert ok.exit_code == 0, ok.output
+    factory = make_session_factory(make_engine(url))
+    with session_scope(factory) as db:
+        job = db.scalars(select(Job)).one()
+        assert job.params == {"slug": "jobs", "runner": "ray", "address": "ray://h:10001"}

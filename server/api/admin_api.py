@@ -169,12 +169,19 @@ def remove_study(slug: str, db: SessionDep, researcher: CurrentResearcher) -> No
 
 
 @router.post("/studies/{slug}/generate", response_model=JobPublic, status_code=202)
-def generate(slug: str, db: SessionDep, researcher: CurrentResearcher) -> JobPublic:
-    """Queue the draft's generation job; follow it at /api/admin/jobs/{id}."""
+def generate(
+    slug: str,
+    db: SessionDep,
+    researcher: CurrentResearcher,
+    runner: Literal["local", "ray"] | None = None,
+    address: str | None = None,
+) -> JobPublic:
+    """Queue the draft's generation job; follow it at /api/admin/jobs/{id}. `runner` and
+    `address` (the Ray cluster) choose where it renders; default: the worker's settings."""
     from server.jobs.generation import queue_generation
 
     study = studies.get_study(db, slug)
-    return _job(queue_generation(db, study, researcher.identity))
+    return _job(queue_generation(db, study, researcher.identity, runner, address))
 
 
 def _transition(db, researcher, slug: str, action: str) -> StudyPublic:

@@ -126,9 +126,16 @@ async def edit_study_submit(
 
 
 @router.post("/studies/{slug}/generate")
-def generate(slug: str, db: SessionDep, admin: CurrentAdmin, csrf: Annotated[str, Form()]):
+def generate(
+    slug: str,
+    db: SessionDep,
+    admin: CurrentAdmin,
+    csrf: Annotated[str, Form()],
+    runner: Annotated[str, Form()] = "",
+):
     check_csrf(admin[1], csrf)
-    queue_generation(db, studies.get_study(db, slug), admin[0].email)
+    # The job's params check the runner's name (local or ray), with a clear error.
+    queue_generation(db, studies.get_study(db, slug), admin[0].email, runner=runner or None)
     return _redirect(f"/admin/studies/{slug}")
 
 
