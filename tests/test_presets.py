@@ -74,8 +74,9 @@ def test_explicit_fields_override_the_preset_and_nested_sections_merge():
 def test_study_validate_names_file_line_for_an_unknown_preset(tmp_path):
     text = (ROOT / "studies" / "imi-demo.yaml").read_text()
     bad = tmp_path / "bad.yaml"
-    bad.write_text(text.replace("  fv:\n", "  fv:\n    preset: lucid\n", 1))
-    line = bad.read_text().splitlines().index("    preset: lucid") + 1
+    assert "\n    preset: imi " in text
+    bad.write_text(text.replace("\n    preset: imi ", "\n    preset: lucid ", 1))
+    line = next(i for i, t in enumerate(bad.read_text().splitlines(), 1) if "preset: lucid" in t)
     result = CliRunner().invoke(cli_app, ["study", "validate", str(bad)])
     assert result.exit_code != 0
     assert f"{bad}:{line}: generation.fv.preset" in result.output
