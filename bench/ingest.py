@@ -7,6 +7,8 @@ responses for a bounded time, and the same bodies to an echo route of the same a
 the same machine. Rates are over the time actually used; the server's CPU time per request
 is printed too (the server process, and SQLite's writer process apart). Prints
 `responses_per_s=… p99_ms=… ratio_vs_echo=…` (goal on 2 cores: ≥1000/s, p99 < 50 ms, ≥ 0.5).
+Then C clients start sessions all at once (new Prolific participants) and it prints
+`session_starts=… p50_ms=… p99_ms=… p99_vs_echo_p99=…` (issue 25 goal: p99 < 200 ms at 16).
 
     python bench/ingest.py [--seconds 10] [--concurrency 16] [--sessions 1500]
 """
@@ -36,7 +38,15 @@ def build_app(database_url: str, data_dir: str):
     from server.app import create_app
     from server.config import Settings
 
-    app = create_app(Settings(database_url=database_url, data_dir=data_dir, secret_key="bench"))
+    # Every client is 127.0.0.1: session-start limits out of the way (they are tested).
+    settings = Settings(
+        database_url=database_url,
+        data_dir=data_dir,
+        secret_key="bench",
+        session_starts_per_address=10**9,
+        session_starts_per_study=10**9,
+    )
+    app = create_app(settings)
 
     @app.post("/bench/echo", status_code=201)
     async def echo(request: Request) -> dict:
@@ -175,6 +185,26 @@ async def drive(
     return Phase(count=len(latencies), seconds=elapsed, latencies=latencies)
 
 
+async def drive_starts(port: int, concurrency: int, per_client: int) -> list[float]:
+    """C clients each start `per_client` sessions, all at once: latencies in ms (issue 25:
+    16 parallel starts, p99 < 200 ms). Each start is a new Prolific participant."""
+    latencies: list[float] = []
+
+    async def client() -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        for _ in range(per_client):
+            body = json.dumps({"PROLIFIC_PID": uuid.uuid4().hex, "client": {}}).encode()
+            start = time.perf_counter()
+            status = await _post(reader, writer, "/api/v1/studies/imi-demo/sessions", "", body)
+            latencies.append((time.perf_counter() - start) * 1000)
+            if status != 201:
+                raise SystemExit(f"session start failed: HTTP {status}")
+        writer.close()
+
+    await asyncio.gather(*(client() for _ in range(concurrency)))
+    return latencies
+
+
 def run_rounds(port: int, pid: int, sessions: list, args: argparse.Namespace) -> dict[bool, Phase]:
     """Alternate responses and echo in short rounds, so that both see the same machine.
 
@@ -235,6 +265,7 @@ def main() -> None:
     parser.add_argument("--sessions", type=int, default=1500)
     parser.add_argument("--rounds", type=int, default=5, help="alternations of the two routes")
     parser.add_argument("--port", type=int, default=0, help="default: a free one")
+    parser.add_argument("--starts-per-client", type=int, default=8, help="session-start phase")
     parser.add_argument(
         "--data-dir", default=str(Path(tempfile.gettempdir()) / "psychinterp-bench")
     )
@@ -275,6 +306,7 @@ def main() -> None:
             except httpx.TransportError:
                 time.sleep(0.1)
         phases = run_rounds(args.port, server.pid, sessions, args)
+        starts = asyncio.run(drive_starts(args.port, args.concurrency, args.starts_per_client))
     finally:
         server.terminate()
         server.wait(timeout=10)
@@ -288,6 +320,11 @@ def main() -> None:
         f"responses_per_s={ours.rate:.0f} p99_ms={p99(ours.latencies):.1f} "
         f"echo_per_s={echo.rate:.0f} echo_p99_ms={p99(echo.latencies):.1f} "
         f"ratio_vs_echo={ours.rate / echo.rate:.2f} concurrency={args.concurrency}"
+    )
+    print(
+        f"session_starts={len(starts)} parallel={args.concurrency} "
+        f"p50_ms={sorted(starts)[len(starts) // 2]:.1f} p99_ms={p99(starts):.1f} "
+        f"p99_vs_echo_p99={p99(starts) / p99(echo.latencies):.1f}"
     )
 
 
