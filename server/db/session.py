@@ -34,15 +34,15 @@ def make_engine(url: str) -> Engine:
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        # As many connections as the threadpool has threads (40) and then some: a burst of
-        # requests (participants reconnecting after a restart) must never wait 30 s for a
-        # pooled connection and fail with a 500. SQLite connections are cheap; writers still
-        # queue in SQLite's busy handler.
+        # A file gets as many connections as the threadpool has threads (40) and then some:
+        # a burst of requests (participants reconnecting after a restart) must never wait
+        # 30 s for a pooled connection and fail with a 500. SQLite connections are cheap;
+        # writers still queue in SQLite's busy handler. (In-memory: one shared connection.)
+        in_memory = not parsed.database or parsed.database == ":memory:"
         engine = create_engine(
             url,
             connect_args={"check_same_thread": False, "timeout": 30},
-            pool_size=10,
-            max_overflow=40,
+            **({} if in_memory else {"pool_size": 10, "max_overflow": 40}),
         )
 
         @event.listens_for(engine, "connect")
