@@ -1,7 +1,11 @@
 """scale out
 
-issue 24: storage backends, runner columns. Reserved in the chain so parallel work
-never forks Alembic's head; fill upgrade/downgrade with the schema change.
+issue 24: no schema change was needed. Several app processes rely on constraints and row
+locks that exist already (unique study+design_claim, idempotency_key, session+trial+attempt;
+session_starts and login throttle rows); a generation job's runner and Ray address are
+job params (JSON); the image store is chosen by the storage_url setting, and image rows
+stay keyed by content hash whichever backend holds the bytes. Kept as an empty revision so
+the reserved chain (0007-0009) stays linear.
 
 Revision ID: 0009
 Revises: 0008
