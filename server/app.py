@@ -22,6 +22,7 @@ from server.api import (
 from server.api.body_limit import BodySizeLimit
 from server.api.input_safety import error_sentence, public_errors
 from server.config import Settings, get_settings
+from server.db import writes
 from server.db.migrate import upgrade_database
 from server.db.session import make_engine, make_session_factory
 from server.db.write_process import close_writers
@@ -36,6 +37,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        # SQLite's writer process starts now, not when the first participant arrives (its
+        # cold start takes seconds on a busy machine; session starts are writes too).
+        await writes.run_write(app.state.engine, writes.nothing)
         yield
         await close_writers(app.state.engine)
         app.state.engine.dispose()

@@ -102,6 +102,10 @@ def _run_in_savepoint(connection: Connection, cursor: Any, outcome: Outcome) -> 
     cursor.execute("RELEASE hot_write")
 
 
+def nothing(_connection: Connection) -> None:
+    """A write that writes nothing: run once at start-up so that the writer is ready."""
+
+
 def run_in_transaction(engine: Engine, write: Write[T]) -> T:
     """`write` in its own transaction, run once more after a unique-constraint race."""
     try:
