@@ -8,6 +8,7 @@ alpha is the maximum-likelihood slope of a logistic regression through the origi
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -65,21 +66,28 @@ def fit_alpha(differences: np.ndarray, correct: np.ndarray) -> AlphaFit:
 
 
 def spearman_with_ci(x: np.ndarray, y: np.ndarray, n_resamples: int = 2000, seed: int = 0) -> dict:
-    """Spearman's rho of paired per-unit values with a percentile-bootstrap 95% CI over units."""
+    """Spearman's rho of paired per-unit values with a percentile-bootstrap 95% CI over units.
+
+    rho is None when it is undefined (fewer than 3 units, or one side constant). Resamples
+    that happen to draw a constant side have no rho either; the CI is taken over the rest.
+    """
     x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
-    if len(x) < 3:
-        return {"rho": None, "ci_low": None, "ci_high": None, "n_units": len(x)}
+    undefined = {"rho": None, "ci_low": None, "ci_high": None, "n_units": len(x)}
+    if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
+        return undefined
     rho = float(stats.spearmanr(x, y).statistic)
-    result = stats.bootstrap(
-        (x, y),
-        lambda a, b: stats.spearmanr(a, b).statistic,
-        paired=True,
-        vectorized=False,
-        n_resamples=n_resamples,
-        method="percentile",
-        rng=np.random.default_rng(seed),
-    )
-    low, high = result.confidence_interval
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", stats.ConstantInputWarning)
+        result = stats.bootstrap(
+            (x, y),
+            lambda a, b: stats.spearmanr(a, b).statistic,
+            paired=True,
+            vectorized=False,
+            n_resamples=n_resamples,
+            method="percentile",
+            rng=np.random.default_rng(seed),
+        )
+    low, high = np.nanpercentile(result.bootstrap_distribution, [2.5, 97.5])
     return {"rho": rho, "ci_low": float(low), "ci_high": float(high), "n_units": len(x)}
 
 

@@ -102,6 +102,10 @@ def test_mis_ci_and_spearman():
     x = rng.random(30)
     result = spearman_with_ci(x, x + 0.1 * rng.random(30))
     assert result["rho"] > 0.8 and result["ci_low"] <= result["rho"] <= result["ci_high"]
+    # Few units: some resamples draw one value only; the CI comes from the others.
+    few = spearman_with_ci(np.array([0.8, 0.7, 0.9, 0.6, 0.85, 0.75]), np.array([1, 0.5] * 3))
+    assert np.isfinite(few["ci_low"]) and few["ci_low"] <= few["rho"] <= few["ci_high"]
+    assert spearman_with_ci(x, np.ones(30))["rho"] is None  # undefined, not NaN
 
 
 @pytest.fixture(scope="module")
