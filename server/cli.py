@@ -14,6 +14,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from server.config import Settings
@@ -64,11 +65,14 @@ def friendly_errors(func: Callable) -> Callable:
         try:
             return func(*args, **kwargs)
         except AppError as exc:
-            err_console.print(f"[red]error:[/red] {exc.message}", highlight=False)
+            # escape: messages hold literal brackets (pip extras, lists) that rich would eat.
+            err_console.print(f"[red]error:[/red] {escape(exc.message)}", highlight=False)
             raise typer.Exit(1) from None
         except OperationalError as exc:
             reason = describe_database_error(exc)
-            err_console.print(f"[red]error:[/red] database unreachable: {reason}", highlight=False)
+            err_console.print(
+                f"[red]error:[/red] database unreachable: {escape(reason)}", highlight=False
+            )
             raise typer.Exit(1) from None
 
     return wrapper

@@ -59,3 +59,11 @@ def test_evaluate_rejects_missing_and_flat_dirs(tmp_path):
         app, ["models", "evaluate", "efficientnet-lite0", "--images", str(tmp_path / "flat")]
     )
     assert empty.exit_code == 1 and "no images" in empty.output
+
+
+def test_error_messages_keep_their_brackets(tmp_path):
+    """Rich markup must not eat literal brackets (pip extras, paths) in one-line errors."""
+    missing = tmp_path / "study[dreamsim].yaml"
+    result = runner.invoke(app, ["study", "validate", str(missing)])
+    assert result.exit_code == 1
+    assert "study[dreamsim].yaml" in result.output
