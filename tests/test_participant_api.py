@@ -76,7 +76,9 @@ def test_trial_json_reveals_no_answer(api, live_study):
     _, factory, _ = live_study
     session = start(api, "leak-check")
     trial = next_trial(api, session).json()
-    assert set(trial) == {"trial_id", "index", "n_trials", "kind", "block", "images"}
+    # `type` names the trial module the page loads (issue 21): the paradigm, never an answer.
+    assert set(trial) == {"trial_id", "type", "index", "n_trials", "kind", "block", "images"}
+    assert trial["type"] == "imi"
     assert set(trial["images"]) == {"query_a", "query_b", "references_max", "references_min"}
     urls = [trial["images"]["query_a"], trial["images"]["query_b"],
             *trial["images"]["references_max"], *trial["images"]["references_min"]]  # fmt: skip

@@ -187,7 +187,10 @@ class Stimulus(Base):
 
 
 class Trial(Base):
-    """A 2AFC trial: a query pair, reference sets and the answer (kept server-side)."""
+    """A trial of some paradigm (server/paradigms): its images by role, the two roles offered
+    as choices and the role of the right one (kept server-side). Serving and grading read
+    only `images`, `choices` and `answer`; the query/reference columns are kept filled (the
+    answer query as query_max) for readers that predate the paradigm seam (issue 21)."""
 
     __tablename__ = "trials"
 
@@ -203,6 +206,11 @@ class Trial(Base):
     references_min: Mapped[list[Any]] = mapped_column(default=list)
     base_image: Mapped[str | None] = mapped_column(ForeignKey("images.sha256"), nullable=True)
     details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # issue 21 (0007): the paradigm seam.
+    paradigm: Mapped[str] = mapped_column(String(30), default="imi", server_default="imi")
+    images: Mapped[dict[str, Any]] = mapped_column(nullable=True, default=dict)  # role -> sha
+    choices: Mapped[list[Any]] = mapped_column(nullable=True, default=list)  # the two roles
+    answer: Mapped[str] = mapped_column(String(30), default="query_max", server_default="query_max")
 
 
 class ParticipantSession(Base):

@@ -7,13 +7,20 @@ a running score, 1500 ms answer delay. Unknown keys are errors (typos must not p
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from server.stimuli.generate import GenerationConfig
 
-Condition = Literal["natural", "synthetic", "mixed", "none"]
+Condition = Literal["natural", "synthetic", "mixed", "none", "natural_blurred"]
 CONDITIONS_NEEDING_FVS = {"synthetic", "mixed"}
 
 
@@ -188,7 +195,10 @@ class StudyConfig(Strict):
         "participants of that condition only.",
     )
     estimated_minutes: int = Field(15, ge=1)
-    paradigm: Literal["imi"] = "imi"
+    # The paradigm (server/paradigms registry) and its own section (`task:`), validated as
+    # a union keyed on `paradigm` (issue 21).
+    paradigm: str = "imi"
+    task: Any = None
     seed: int = Field(0, ge=0, lt=2**31)
     generation: GenerationConfig
     conditions: list[Condition] = Field(min_length=1)
@@ -208,12 +218,65 @@ class StudyConfig(Strict):
     def _one_page_is_a_list(cls, value: object) -> object:
         return [value] if isinstance(value, str) else value
 
+    @field_validator("paradigm")
+    @classmethod
+    def _known_paradigm(cls, value: str) -> str:
+        from server import paradigms
+
+        paradigms.get(value)  # raises naming the registered ones
+        return value
+
+    @field_validator("task", mode="before")
+    @classmethod
+    def _paradigm_section(cls, value: object, info: ValidationInfo) -> object:
+        """The `task:` section of the study's paradigm; a section of another paradigm
+        (mixing them) is an error naming both."""
+        from pydantic import ValidationError
+
+        from server import paradigms
+
+        paradigm = info.data.get("paradigm")
+        if paradigm is None:  # the paradigm itself was invalid (reported there)
+            return value
+        if value is not None and not isinstance(value, dict):
+            raise ValueError(f"task: a mapping of the {paradigm} paradigm's options")
+        given = (value or {}).get("paradigm")
+        if given is not None and given != paradigm:
+            raise ValueError(
+                f"this is a {given!r} section but the study's paradigm is {paradigm!r}: "
+                "one paradigm per study (drop the section or change `paradigm`)"
+            )
+        try:
+            return paradigms.validate_section(paradigm, value)
+        except ValidationError as exc:
+            raise ValueError(
+                "; ".join(
+                    f"{'.'.join(str(p) for p in e['loc'][1:]) or 'task'}: {e['msg']}"
+                    for e in exc.errors()
+                )
+            ) from None
+
     @field_validator("conditions")
     @classmethod
     def _unique_conditions(cls, value: list[str]) -> list[str]:
         if len(set(value)) != len(value):
             raise ValueError("each condition may be listed once")
         return value
+
+    @model_validator(mode="after")
+    def _conditions_of_the_paradigm(self) -> StudyConfig:
+        from server import paradigms
+
+        allowed = paradigms.get(self.paradigm).conditions
+        wrong = [c for c in self.conditions if c not in allowed]
+        if wrong:
+            raise ValueError(
+                f"conditions {wrong} are not conditions of paradigm {self.paradigm!r}: "
+                f"use {', '.join(allowed)}"
+            )
+        if self.task is None:
+            self.task = paradigms.validate_section(self.paradigm, None)
+        return self
 
     @model_validator(mode="after")
     def _fvs_for_synthetic(self) -> StudyConfig:

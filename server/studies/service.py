@@ -13,6 +13,7 @@ from pathlib import Path
 from sqlalchemy import Connection, delete, select
 from sqlalchemy.orm import Session
 
+from server import paradigms
 from server.config import Settings
 from server.db.models import Study, Trial
 from server.errors import AppError, Conflict, NotFound
@@ -21,7 +22,6 @@ from server.studies.assignment import SlotInfo, design_rows
 from server.studies.audit import record_audit_event
 from server.studies.loading import load_study_file, parse_study_yaml
 from server.studies.schema import StudyConfig
-from server.studies.trials import TrialBuilder, load_unit_stimuli
 
 _configs: dict[tuple[int, str], StudyConfig] = {}
 
@@ -126,11 +126,9 @@ def slot_info(trial: Trial) -> SlotInfo:
 
 def generate_study(db: Session, settings: Settings, study: Study, progress=None) -> None:
     """Stimuli for the draft's `generation:` section, then its trials and design rows."""
-    from server.stimuli.generate import generate_stimuli
-
     _require(study, {"draft"}, "generate stimuli")
     config = study_config(study)
-    stimulus_set = generate_stimuli(db, settings, config.generation, progress=progress)
+    stimulus_set = paradigms.get(config.paradigm).generate(db, settings, config, progress)
     build_trials(db, study, stimulus_set.id)
 
 
@@ -138,8 +136,7 @@ def build_trials(db: Session, study: Study, stimulus_set_id: str) -> None:
     """(Re)build a draft's trials from a ready stimulus set; stores the design rows."""
     config = study_config(study)
     db.execute(delete(Trial).where(Trial.study_id == study.id))
-    specs = TrialBuilder(config, load_unit_stimuli(db, stimulus_set_id)).all()
-    rows = [spec.to_row(study.id) for spec in specs]
+    rows = paradigms.get(config.paradigm).build_trials(db, config, study.id, stimulus_set_id)
     db.add_all(rows)
     db.flush()
     main = [slot_info(t) for t in rows if t.kind == "main"]

@@ -16,6 +16,7 @@ from sqlalchemy import Connection, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from server import paradigms
 from server.auth import keyed_hash, token_digest
 from server.db.models import (
     Assignment,
@@ -32,7 +33,7 @@ from server.studies.admission import AdmissionLimits, admit, aware, release_idle
 from server.studies.assignment import Planned, SlotInfo, plan_session
 from server.studies.schema import StudyConfig
 from server.studies.service import cached_config, get_study, slot_info, study_config
-from server.studies.stimulus_urls import trial_images
+from server.studies.stimulus_urls import choice_images, single_images, trial_images
 
 MTURK_PREVIEW = "ASSIGNMENT_ID_NOT_AVAILABLE"
 CLAIM_RETRIES = 50
@@ -142,6 +143,7 @@ def public_study_info(db: Session, slug: str) -> dict[str, Any]:
         "estimated_minutes": c.estimated_minutes,
         "status": study.status,
         "paradigm": c.paradigm,
+        "task": c.task.model_dump(mode="json"),  # the paradigm's section (titles, options)
         "n_trials": practice.count + c.trials.main + c.n_catch,
         "practice": {
             "n_trials": practice.count,
@@ -464,8 +466,10 @@ def next_trial(db: Session, auth: SessionAuth, secret_key: str) -> dict[str, Any
             Assignment.max_is_a,
             Assignment.display,
             Trial.kind,
-            Trial.query_max,
-            Trial.query_min,
+            Trial.paradigm,
+            Trial.images,
+            Trial.choices,
+            Trial.answer,
         )
         .join(Trial, Trial.id == Assignment.trial_id)
         .outerjoin(Response, Response.assignment_id == Assignment.id)
@@ -475,9 +479,8 @@ def next_trial(db: Session, auth: SessionAuth, secret_key: str) -> dict[str, Any
     ).first()
     if row is None:
         return None
-    assignment_id, position, served_at, trial_id, max_is_a, display, kind, query_max, query_min = (
-        row
-    )
+    assignment_id, position, served_at, trial_id, max_is_a, display, kind = row[:7]
+    paradigm, images, choices, answer = row[7:]
     now = datetime.now(UTC)
     if served_at is None:
         db.execute(update(Assignment).where(Assignment.id == assignment_id).values(served_at=now))
@@ -491,10 +494,11 @@ def next_trial(db: Session, auth: SessionAuth, secret_key: str) -> dict[str, Any
         .outerjoin(Response, Response.assignment_id == Assignment.id)
         .where(Assignment.session_id == auth.session_id)
     ).one()
-    a, b = (query_max, query_min) if max_is_a else (query_min, query_max)
+    a, b = choice_images(images, choices, answer, max_is_a)
     block = "practice" if kind == "practice" else "main"
     return {
         "trial_id": trial_id,
+        "type": paradigms.get(paradigm).trial_type,
         "index": answered,
         "n_trials": total,
         "kind": block,  # catch trials are reported as "main": they must not stand out
@@ -507,6 +511,7 @@ def next_trial(db: Session, auth: SessionAuth, secret_key: str) -> dict[str, Any
             b,
             display.get("max", []),
             display.get("min", []),
+            single_images(images, choices),
         ),
     }
 

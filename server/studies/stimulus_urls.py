@@ -14,6 +14,7 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -33,6 +34,24 @@ def image_token(secret_key: str, session_id: str, position: int, slot: str, sha2
     ]
 
 
+def choice_images(
+    images: dict[str, Any], choices: list[str], answer: str, answer_is_a: bool
+) -> tuple[str, str]:
+    """(image shown as a, image shown as b) of a trial: the answer's side is the
+    assignment's (`Assignment.max_is_a`: the right choice is shown as a)."""
+    other = choices[1] if choices[0] == answer else choices[0]
+    right, wrong = images[answer], images[other]
+    return (right, wrong) if answer_is_a else (wrong, right)
+
+
+def single_images(images: dict[str, Any], choices: list[str]) -> dict[str, str]:
+    """A trial's single images other than the two choices (e.g. an occlusion's base), by
+    role; reference sets (lists) are shown in the assignment's order instead."""
+    return {
+        role: sha for role, sha in images.items() if isinstance(sha, str) and role not in choices
+    }
+
+
 def trial_images(
     secret_key: str,
     session_id: str,
@@ -41,8 +60,10 @@ def trial_images(
     b: str,
     references_max: list[str],
     references_min: list[str],
+    singles: dict[str, str] | None = None,
 ) -> dict[str, object]:
-    """The `images` object of a served trial: opaque per-session URLs only."""
+    """The `images` object of a served trial: opaque per-session URLs only. Single images
+    of other roles (`singles`) are served under their role's name."""
 
     def url(slot: str, sha: str) -> str:
         return f"/stimuli/{session_id}/{image_token(secret_key, session_id, position, slot, sha)}"
@@ -52,6 +73,7 @@ def trial_images(
         "query_b": url("b", b),
         "references_max": [url(f"max{i}", s) for i, s in enumerate(references_max)],
         "references_min": [url(f"min{i}", s) for i, s in enumerate(references_min)],
+        **{role: url(f"role:{role}", sha) for role, sha in (singles or {}).items()},
     }
 
 
@@ -71,17 +93,19 @@ def _build(db: Session, store: ImageStore, secret_key: str, session_id: str) -> 
             Assignment.position,
             Assignment.max_is_a,
             Assignment.display,
-            Trial.query_max,
-            Trial.query_min,
+            Trial.images,
+            Trial.choices,
+            Trial.answer,
         )
         .join(Trial, Trial.id == Assignment.trial_id)
         .where(Assignment.session_id == session_id)
     ).all()
     files: dict[str, tuple[Path, str]] = {}
     by_token: dict[str, tuple[Path, str]] = {}
-    for position, max_is_a, display, query_max, query_min in rows:
-        a, b = (query_max, query_min) if max_is_a else (query_min, query_max)
+    for position, max_is_a, display, images, choices, answer in rows:
+        a, b = choice_images(images, choices, answer, max_is_a)
         slots = [("a", a), ("b", b)]
+        slots += [(f"role:{r}", s) for r, s in single_images(images, choices).items()]
         slots += [(f"max{i}", s) for i, s in enumerate(display.get("max", []))]
         slots += [(f"min{i}", s) for i, s in enumerate(display.get("min", []))]
         for slot, sha in slots:

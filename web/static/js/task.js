@@ -11,7 +11,7 @@ import { retryForever } from "./retry.js";
 import * as screens from "./screens.js";
 import { readJSON, remove, sessionKey, writeJSON } from "./storage.js";
 import { decodedImage, epochMs, estimateRefreshRate } from "./timing.js";
-import { buildTrial, collectAnswer, showFeedback } from "./trial.js";
+import { collectAnswer, showFeedback } from "./trial.js";
 import { connection, setProgress, setScore, showScreen } from "./ui.js";
 
 const DEFAULT_ITI_MS = 500;
@@ -23,6 +23,25 @@ const interactions = startInteractionLog();
 const storageKey = sessionKey(config.slug, config.params);
 
 /** retryForever with the "reconnecting" note shown while `source` keeps failing. */
+// The trial's layout comes from its paradigm's module, web/static/js/trials/<type>.js
+// (issue 21); answering, timing, feedback, resume and the queue stay in this engine.
+const TRIAL_TYPE = /^[a-z][a-z0-9_]{0,39}$/;
+const trialModules = new Map();
+
+function loadTrialModule(type) {
+  if (!TRIAL_TYPE.test(type || "")) throw new Error(`unknown trial type ${JSON.stringify(type)}`);
+  if (!trialModules.has(type)) {
+    const load = () => import(`./trials/${type}.js`).catch((err) => {
+      throw new TransientError(`trial module ${type}: ${err.message}`);
+    });
+    trialModules.set(type, persistent("trial-module", load).catch((err) => {
+      trialModules.delete(type);
+      throw err;
+    }));
+  }
+  return trialModules.get(type);
+}
+
 async function persistent(source, fn) {
   try {
     return await retryForever(fn, { onRetry: () => connection.set(source, true) });
@@ -96,17 +115,14 @@ class Run {
     this.save();
   }
 
+  /** Every image of the trial decoded, by the served role names (lists stay lists). */
   async loadImages(trial) {
-    const images = trial.images;
+    const entries = Object.entries(trial.images);
+    const decode = (value) => (Array.isArray(value) ? Promise.all(value.map(decodedImage)) : decodedImage(value));
     const load = async () => {
       try {
-        const [queryA, queryB, refsMax, refsMin] = await Promise.all([
-          decodedImage(images.query_a),
-          decodedImage(images.query_b),
-          Promise.all((images.references_max || []).map(decodedImage)),
-          Promise.all((images.references_min || []).map(decodedImage)),
-        ]);
-        return { query_a: queryA, query_b: queryB, references_max: refsMax, references_min: refsMin };
+        const decoded = await Promise.all(entries.map(([, value]) => decode(value)));
+        return Object.fromEntries(entries.map(([role], i) => [role, decoded[i]]));
       } catch (err) {
         throw new TransientError(`image: ${err.message}`);
       }
@@ -159,9 +175,9 @@ class Run {
       await this.betweenTrials(trial, previous);
       previous = trial.block;
       screens.fixation();
-      const images = await this.loadImages(trial);
+      const [images, trialModule] = await Promise.all([this.loadImages(trial), loadTrialModule(trial.type)]);
       await sleep(Math.max(0, iti - (performance.now() - fixationStart)));
-      const view = buildTrial(trial, images, this.study);
+      const view = trialModule.buildTrial(trial, images, this.study);
       showScreen(view.root);
       const answer = await collectAnswer(view, this.study);
       const isPractice = trial.block === "practice";

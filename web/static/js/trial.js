@@ -29,7 +29,7 @@ function referenceColumn(title, images, side) {
       })));
 }
 
-function answerScale(query, levels) {
+export function answerScale(query, levels) {
   const buttons = [];
   for (let confidence = 1; confidence <= levels; confidence++) {
     const key = KEY_LABELS[query][confidence - 1];

@@ -1,0 +1,63 @@
+"""2AFC natural-vs-synthetic (IMI; Borowski et al. 2021, Zimmermann et al. 2023).
+
+Two queries (the unit's max and min query of a batch) between reference sets of its most
+and least activating images (natural, feature visualizations, mixed, or none); the right
+choice is the max query. Trial building stays in server/studies/trials.py (reserved
+practice/catch material, catch and practice trials); this module turns its specs into rows
+by role.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Literal
+
+from server.paradigms.base import Paradigm, Section, trial_row
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from server.db.models import Trial
+    from server.studies.schema import StudyConfig
+
+CHOICES = ("query_max", "query_min")
+
+
+class ImiSection(Section):
+    """No options of its own yet: the 2AFC task's numbers live in `trials:` and `layout:`."""
+
+    paradigm: Literal["imi"] = "imi"
+
+
+class ImiParadigm(Paradigm):
+    name = "imi"
+    trial_type = "imi"
+    section = ImiSection
+    conditions = ("natural", "synthetic", "mixed", "none")
+    export_columns = ("batch",)
+
+    def build_trials(
+        self, db: Session, config: StudyConfig, study_id: int, stimulus_set_id: str
+    ) -> list[Trial]:
+        from server.studies.trials import TrialBuilder, load_unit_stimuli
+
+        specs = TrialBuilder(config, load_unit_stimuli(db, stimulus_set_id)).all()
+        return [
+            trial_row(
+                study_id,
+                self.name,
+                s.kind,
+                s.condition,
+                s.unit_id,
+                s.slot,
+                {
+                    "query_max": s.query_max,
+                    "query_min": s.query_min,
+                    "references_max": list(s.references_max),
+                    "references_min": list(s.references_min),
+                },
+                CHOICES,
+                "query_max",
+                s.details,
+            )
+            for s in specs
+        ]

@@ -1,0 +1,89 @@
+"""Occlusion / causal understanding (Zimmermann et al., NeurIPS 2021).
+
+A base image (the most activating natural image of its batch) and two occluded copies of
+it; the participant says which occlusion leaves the unit more active ("Which image is more
+favored?"). The max query is the occlusion that leaves the activation highest, the min
+query the one that leaves it lowest (server/stimuli/occlusion.py). References are the
+unit's maximally activating images only ("Favorite Images").
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import Field, model_validator
+
+from server.paradigms.base import Paradigm, Section
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from sqlalchemy.orm import Session
+
+    from server.config import Settings
+    from server.db.models import Trial
+    from server.studies.schema import StudyConfig
+
+CHOICES = ("query_max", "query_min")
+
+
+class OcclusionSection(Section):
+    """The occlusion task's numbers (defaults: the paper's)."""
+
+    paradigm: Literal["occlusion"] = "occlusion"
+    patch_fraction: Literal[0.3, 0.4, 0.5] = Field(
+        0.4, description="Side of the square patch as a fraction of the image side."
+    )
+    stride_px: int = Field(
+        2, ge=1, le=224, description="Patch step in pixels of a 224 px image (the paper: 2)."
+    )
+    image_px: int = Field(224, ge=32, le=1024, description="Side of the base image.")
+    min_base_px: int = Field(
+        64, ge=16, description="Base images smaller than this (shorter side) are refused."
+    )
+    blur_sigma: float = Field(
+        4.0, gt=0, description="Gaussian blur (pixels) of the `natural_blurred` references."
+    )
+    batch_size: int = Field(64, ge=1, le=4096, description="Occlusions per forward pass.")
+    references_title: str = "Favorite Images"
+    base_title: str = "Another Favorite Image"
+
+    @model_validator(mode="after")
+    def _grid_fits(self) -> OcclusionSection:
+        if self.image_px < self.min_base_px:
+            raise ValueError(
+                f"image_px ({self.image_px}) is smaller than min_base_px ({self.min_base_px})"
+            )
+        patch = round(self.patch_fraction * self.image_px)
+        stride = max(1, round(self.stride_px * self.image_px / 224))
+        if stride > self.image_px - patch:
+            raise ValueError(
+                f"stride_px {self.stride_px} leaves one patch position on a {self.image_px} px "
+                f"image with a {patch} px patch: lower stride_px (at most "
+                f"{(self.image_px - patch) * 224 // self.image_px})"
+            )
+        return self
+
+
+class OcclusionParadigm(Paradigm):
+    name = "occlusion"
+    trial_type = "occlusion"
+    section = OcclusionSection
+    conditions = ("none", "natural", "synthetic", "mixed", "natural_blurred")
+    export_columns = ("activation_max", "activation_min", "activation_base", "activation_diff")
+
+    def generate(self, db: Session, settings: Settings, config: StudyConfig, progress=None):
+        from server.paradigms.occlusion_trials import generate
+
+        return generate(db, settings, config, progress)
+
+    def build_trials(
+        self, db: Session, config: StudyConfig, study_id: int, stimulus_set_id: str
+    ) -> list[Trial]:
+        from server.paradigms.occlusion_trials import build_occlusion_trials
+
+        return build_occlusion_trials(db, config, study_id, stimulus_set_id)
+
+    def analysis_extras(self, frame: pd.DataFrame) -> dict[str, Any]:
+        from analysis.occlusion import accuracy_by_activation_difference
+
+        return {"accuracy_by_activation_difference": accuracy_by_activation_difference(frame)}

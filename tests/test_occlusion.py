@@ -1,0 +1,233 @@
+"""Occlusion stimuli and the occlusion paradigm end to end (issue 21), on the real
+EfficientNet-Lite0: grid geometry, batched occlusion against an independent per-position
+computation, bad input, and a generated study whose stored and served ground truth is
+recomputed from the image bytes, with oracle and random observers through HTTP."""
+
+from __future__ import annotations
+
+import io
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from PIL import Image as PILImage
+from sqlalchemy import select
+
+from server.app import create_app
+from server.config import Settings
+from server.db.models import Trial
+from server.db.session import make_engine, make_session_factory, session_scope
+from server.stimuli.occlusion import OcclusionError, occlude_unit, occlusion_grid
+from server.stimuli.store import ImageStore
+from server.stimuli.units import UnitRef
+from server.studies.loading import StudyConfigError, parse_study_yaml
+from server.studies.sessions import answers_for_session
+from server.studies.simulate import run_simulation, serve_in_thread
+from tests.conftest import DATABASE_BACKENDS
+
+LAYER = "_blocks.4"
+
+
+def test_grid_as_in_the_paper():
+    grid = occlusion_grid(224, 0.4, 2)
+    assert grid.patch == 90 and grid.stride == 2 and grid.per_side == 68
+    assert len(grid.positions) == 68 * 68
+    assert occlusion_grid(224, 0.3, 2).patch == 67
+    assert occlusion_grid(224, 0.5, 2).patch == 112
+    assert occlusion_grid(112, 0.4, 2).stride == 1  # the stride scales with the side
+    with pytest.raises(OcclusionError, match="does not fit"):
+        occlusion_grid(1, 0.4, 2)
+
+
+def _photo(side: int = 128) -> np.ndarray:
+    from skimage import data
+
+    return np.asarray(PILImage.fromarray(data.astronaut()).resize((side, side)), dtype=np.uint8)
+
+
+def _activation(model, pixels: np.ndarray, unit: int) -> float:
+    """An independent read-out: a plain forward hook on the layer, the mean over space."""
+    seen = {}
+    handle = model.get_layer(LAYER).register_forward_hook(
+        lambda _m, _i, out: seen.setdefault("out", out)
+    )
+    x = torch.from_numpy(pixels.copy()).permute(2, 0, 1).float()[None] / 255
+    mean = torch.tensor(model.preprocessing.mean).view(1, 3, 1, 1)
+    std = torch.tensor(model.preprocessing.std).view(1, 3, 1, 1)
+    try:
+        with torch.no_grad():
+            model.module((x - mean) / std)
+    finally:
+        handle.remove()
+    return float(seen["out"][0, unit].mean())
+
+
+def test_batched_occlusion_matches_a_naive_loop(lite0):
+    base = _photo(128)
+    occ = occlude_unit(lite0, UnitRef(lite0.spec.name, LAYER, 5), base, 0.4, 60, batch_size=4)
+    patch = round(0.4 * 128)
+    naive = []
+    for top, left in occ.grid.positions:
+        copy = base.copy()
+        region = base[top : top + patch, left : left + patch].reshape(-1, 3).astype(np.float64)
+        copy[top : top + patch, left : left + patch] = np.round(region.mean(0)).astype(np.uint8)
+        naive.append(_activation(lite0, copy, 5))
+    np.testing.assert_allclose(occ.activations, naive, rtol=1e-4, atol=1e-4)
+    assert np.argmax(naive) == np.argmax(occ.activations)
+    assert _activation(lite0, occ.max_image, 5) == pytest.approx(occ.activation_max, abs=1e-4)
+    assert _activation(lite0, occ.min_image, 5) == pytest.approx(occ.activation_min, abs=1e-4)
+
+
+def test_bad_occlusion_inputs(lite0):
+    unit = UnitRef(lite0.spec.name, LAYER, 0)
+    flat = np.full((96, 96, 3), 120, dtype=np.uint8)  # occluding a flat image changes nothing
+    with pytest.raises(OcclusionError, match="every occlusion leaves the same activation"):
+        occlude_unit(lite0, unit, flat, 0.4, 40)
+    with pytest.raises(OcclusionError, match="smaller than task.min_base_px"):
+        occlude_unit(lite0, unit, _photo(48), 0.4, 2, min_base_px=64)
+
+
+def _occlusion_yaml(**task) -> str:
+    config = yaml.safe_load(Path("studies/occlusion-demo.yaml").read_text())
+    config["task"] |= {"stride_px": 60, **task}  # 3 x 3 positions: seconds on a CPU
+    config["generation"] |= {"layers": [LAYER], "demo_pool_per_photo": 6, "demo_pool_size": 160}
+    config["trials"]["main"] = 4
+    return yaml.safe_dump(config, sort_keys=False)
+
+
+def test_occlusion_config_errors_name_file_line_field():
+    parse_study_yaml(_occlusion_yaml(), "occ.yaml")
+    with pytest.raises(StudyConfigError, match=r"occ\.yaml:\d+: task: patch_fraction: Input"):
+        parse_study_yaml(_occlusion_yaml(patch_fraction=0.9), "occ.yaml")
+    with pytest.raises(StudyConfigError, match=r"occ\.yaml:\d+: task: .*lower stride_px"):
+        parse_study_yaml(_occlusion_yaml(stride_px=200), "occ.yaml")
+    with pytest.raises(StudyConfigError, match=r"task: .*smaller than min_base_px"):
+        parse_study_yaml(_occlusion_yaml(image_px=48), "occ.yaml")
+    mixed = _occlusion_yaml()
+    mixed = mixed.replace("paradigm: occlusion", "paradigm: imi")
+    with pytest.raises(StudyConfigError, match="task: .*Extra inputs"):
+        parse_study_yaml(mixed, "occ.yaml")
+
+
+@pytest.fixture(scope="module", params=DATABASE_BACKENDS)
+def occlusion_study(request, tmp_path_factory, study_data_dir):
+    from server.db.migrate import upgrade_database
+    from server.studies.service import create_study, generate_study, launch_study
+    from tests.conftest import _postgres_database
+
+    if request.param == "sqlite":
+        urls = iter([f"sqlite:///{tmp_path_factory.mktemp('occ') / 'occ.db'}"])
+    else:
+        urls = _postgres_database()
+    url = next(urls)
+    settings = Settings(
+        database_url=url,
+        data_dir=study_data_dir,
+        secret_key="test-secret-key",
+        session_starts_per_address=100_000,
+        session_starts_per_study=100_000,
+    )
+    upgrade_database(url)
+    engine = make_engine(url)
+    factory = make_session_factory(engine)
+    with session_scope(factory) as db:
+        study = create_study(db, settings, _occlusion_yaml(), "occ.yaml")
+        generate_study(db, settings, study)
+        launch_study(db, study)
+    yield settings, factory, study
+    engine.dispose()
+    next(urls, None)
+
+
+def test_stored_ground_truth_recomputed_from_the_files(occlusion_study, lite0):
+    settings, factory, study = occlusion_study
+    store = ImageStore(settings.stimuli_dir)
+    with session_scope(factory) as db:
+        trials = db.scalars(select(Trial).where(Trial.study_id == study.id)).all()
+        from server.db.models import Unit
+
+        units = {t.unit_id: db.get(Unit, t.unit_id).index for t in trials}
+    kinds = {t.kind for t in trials}
+    assert kinds == {"main", "practice", "catch"} and {t.paradigm for t in trials} == {"occlusion"}
+    for trial in [t for t in trials if t.kind == "main"]:
+        assert set(trial.images) == {"query_max", "query_min", "base", "references_max"}
+        assert trial.answer == "query_max"
+        assert trial.images["base"] not in trial.images["references_max"]
+        acts = {}
+        for role in ("query_max", "query_min"):
+            path, _ = store.locate(trial.images[role])
+            pixels = np.asarray(PILImage.open(path).convert("RGB"))
+            acts[role] = _activation(lite0, pixels, units[trial.unit_id])
+        assert acts["query_max"] > acts["query_min"]
+        assert acts["query_max"] == pytest.approx(trial.details["activation_max"], abs=1e-3)
+        assert acts["query_min"] == pytest.approx(trial.details["activation_min"], abs=1e-3)
+
+
+def test_served_images_agree_with_the_grading(occlusion_study, lite0):
+    """From the bytes the API serves: the query that activates the unit more is the one
+    the server grades as right."""
+    from fastapi.testclient import TestClient
+
+    settings, factory, _ = occlusion_study
+    body = {
+        "client": {"user_agent": "pytest"},
+        "PROLIFIC_PID": uuid.uuid4().hex,
+        "STUDY_ID": "s",
+        "SESSION_ID": "x",
+    }
+    with TestClient(create_app(settings)) as client:
+        session = client.post("/api/v1/studies/occlusion-demo/sessions", json=body).json()
+        headers = {"Authorization": f"Bearer {session['token']}"}
+        checked = 0
+        for _ in range(12):
+            trial = client.get(
+                f"/api/v1/sessions/{session['session_id']}/trials/next", headers=headers
+            )
+            if trial.status_code == 204:
+                break
+            trial = trial.json()
+            assert trial["type"] == "occlusion" and "base" in trial["images"]
+            with session_scope(factory) as db:
+                right = answers_for_session(db, session["session_id"])[trial["trial_id"]]
+                unit = db.scalar(select(Trial.unit_id).where(Trial.id == trial["trial_id"]))
+                from server.db.models import Unit
+
+                index = db.get(Unit, unit).index
+            acts = []
+            for side in ("query_a", "query_b"):
+                data = client.get(trial["images"][side]).content
+                pixels = np.asarray(PILImage.open(io.BytesIO(data)).convert("RGB"))
+                acts.append(_activation(lite0, pixels, index))
+            assert (acts[0] > acts[1]) == bool(right), (trial, acts)
+            reply = client.post(
+                f"/api/v1/sessions/{session['session_id']}/responses",
+                json={
+                    "trial_id": trial["trial_id"],
+                    "choice": "a" if right else "b",
+                    "confidence": 3,
+                    "rt_ms": 900,
+                    "idempotency_key": uuid.uuid4().hex,
+                },
+                headers=headers,
+            )
+            assert reply.status_code == 201, reply.text
+            checked += 1
+        assert checked >= 5
+
+
+def test_oracle_scores_one_and_random_about_half(occlusion_study):
+    settings, factory, _ = occlusion_study
+    with serve_in_thread(create_app(settings)) as url:
+        oracle = run_simulation(
+            url, "occlusion-demo", 6, "oracle", concurrency=3, seed=1, session_factory=factory
+        )
+        assert oracle.completed == 6 and oracle.accuracy == {"natural": 1.0, "none": 1.0}
+        rand = run_simulation(
+            url, "occlusion-demo", 40, "random", concurrency=4, seed=2, session_factory=factory
+        )
+    assert rand.completed == 40
+    pooled = sum(rand.accuracy.values()) / len(rand.accuracy)
+    assert 0.35 < pooled < 0.65, rand.accuracy
