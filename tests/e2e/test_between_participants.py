@@ -90,6 +90,8 @@ def test_each_participant_sees_only_their_conditions_pages_and_trials(site, brow
         other = "none" if condition == "natural" else "natural"
         assert any(PAGES[condition] in text for text in texts)
         assert not any(PAGES[other] in text for text in texts)
+        # The how-to-answer page follows trials.feedback_main (false in the browser study).
+        assert any("the main trials do not." in text for text in texts)
         assert {c for _kind, c in kinds} == {condition}
         main = [n for n, (kind, _c) in zip(references, kinds, strict=True) if kind != "practice"]
         assert main and set(main) == ({18} if condition == "natural" else {0})
