@@ -12,9 +12,13 @@ Ray actors through `server.stimuli.visualize.chunk_executor`.
   keeps them while the key is the same. Shipping the driver's own models, rather than
   loading by name on the worker, makes the chunks bit-identical to the local runner's
   (same folded weights, same code, same device type), so stimulus hashes match.
-- Resources: an actor asks `num_gpus=1` when the device is CUDA, else `num_cpus` (1), and
-  uses that many torch threads; there is one actor per GPU or CPU the cluster offers, at
-  most one per chunk.
+- Resources: an actor asks `num_gpus=1` when the device is CUDA, else as many CPUs as the
+  torch threads it renders with; there is one actor per GPU or per that many CPUs the
+  cluster offers, at most one per chunk.
+- Threads: on CPU, a convolution's result depends on how many threads split it (measured:
+  Lite0's input gradient differs by up to 0.03 between 1 and 2 threads), so actors render
+  with the driver's torch thread count (`torch.get_num_threads()`, or `threads`): the
+  same study, seeds, device type and thread count give the same stimulus hashes.
 - Worker loss: actors restart (`max_restarts`) and their pending calls are retried
   (`max_task_retries`); a restarted actor loads the models again.
 
@@ -110,14 +114,14 @@ class RayChunkExecutor:
         self,
         address: str | None = "auto",
         device: str | None = None,
-        num_cpus: int = 1,
+        threads: int | None = None,
         max_actors: int | None = None,
         max_retries: int = 3,
     ):
         self.ray = import_ray()
         connect(address)
         self.device = device
-        self.num_cpus = num_cpus
+        self.threads = threads
         self.max_actors = max_actors
         self.max_retries = max_retries
         self.actors: list[Any] = []
@@ -125,6 +129,11 @@ class RayChunkExecutor:
         self.completed = 0  # chunks finished in the current call (tests watch it)
         self._key: str | None = None
         self._refs: list | None = None
+
+    def _threads(self) -> int:
+        import torch
+
+        return self.threads or torch.get_num_threads()
 
     def _actor_count(self, n_tasks: int, gpu: bool) -> int:
         resources = self.ray.cluster_resources()
@@ -134,20 +143,20 @@ class RayChunkExecutor:
                 "device is cuda but the Ray cluster has no GPU: start workers with GPUs "
                 "(ray start --num-gpus N) or set PSYCHINTERP_DEVICE=cpu"
             )
-        count = max(1, offered // (1 if gpu else self.num_cpus))
+        count = max(1, offered // (1 if gpu else self._threads()))
         return min(count, n_tasks, self.max_actors or count)
 
     def _ensure_actors(self, count: int, device: str) -> None:
         gpu = device.startswith("cuda")
         options = {
             "num_gpus": 1 if gpu else 0,
-            "num_cpus": 1 if gpu else self.num_cpus,
+            "num_cpus": 1 if gpu else self._threads(),
             "max_restarts": self.max_retries,
             "max_task_retries": self.max_retries,
         }
         actor_class = self.ray.remote(_ChunkRenderer)
         new = [
-            actor_class.options(**options).remote(device, self.num_cpus)
+            actor_class.options(**options).remote(device, self._threads())
             for _ in range(count - len(self.actors))
         ]
         self.pids += self.ray.get([actor.pid.remote() for actor in new])
