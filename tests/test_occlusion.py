@@ -231,3 +231,20 @@ def test_oracle_scores_one_and_random_about_half(occlusion_study):
     assert rand.completed == 40
     pooled = sum(rand.accuracy.values()) / len(rand.accuracy)
     assert 0.35 < pooled < 0.65, rand.accuracy
+
+
+def test_accuracy_by_activation_difference(occlusion_study):
+    """After the simulations above: per condition, accuracy in activation-difference bins."""
+    from analysis.occlusion import accuracy_by_activation_difference, load_occlusion_study
+    from server import paradigms
+
+    settings, _, _ = occlusion_study
+    frame = load_occlusion_study(settings, "occlusion-demo")
+    assert (frame["activation_diff"] > 0).all()
+    result = paradigms.get("occlusion").analysis_extras(frame)
+    table = result["accuracy_by_activation_difference"]
+    assert set(table) == {"natural", "none"}
+    for summary in table.values():
+        assert summary["bins"] and sum(b["n_responses"] for b in summary["bins"]) > 0
+        assert all(0 <= b["accuracy"] <= 1 for b in summary["bins"])
+    assert accuracy_by_activation_difference(frame, bins=2).keys() == table.keys()
