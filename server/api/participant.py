@@ -31,6 +31,7 @@ from pydantic import (
 from server.api.deps import SessionDep, run_write
 from server.api.input_safety import FiniteFloat, Text, bounded_json
 from server.api.openapi_schema import inline_json_schema
+from server.api.participant_contract import PublicStudy, TrialPublic
 from server.errors import AppError
 from server.studies import responses, sessions
 from server.studies.admission import AdmissionLimits, address_hash
@@ -213,7 +214,12 @@ def _body(model: type[M]):
     return Depends(parse)
 
 
-@router.get("/studies/{slug}", responses=_errors(404))
+@router.get(
+    "/studies/{slug}",
+    responses=_errors(404),
+    response_model=PublicStudy,
+    response_model_exclude_unset=True,
+)
 def get_study_info(slug: str, db: SessionDep) -> dict[str, Any]:
     return sessions.public_study_info(db, slug)
 
@@ -245,6 +251,8 @@ async def create_session(slug: str, request: Request) -> JSONResponse:
 @router.get(
     "/sessions/{session_id}/trials/next",
     responses={204: {"description": "Every trial is answered"}} | _errors(401, 409),
+    response_model=TrialPublic,
+    response_model_exclude_unset=True,
 )
 def get_next_trial(
     session_id: str, db: SessionDep, request: Request, authorization: AuthHeader = None
