@@ -11,7 +11,7 @@ from collections import defaultdict
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Form, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from sqlalchemy import func, select
 
@@ -221,23 +221,10 @@ def study_action(
 
 @router.get("/studies/{slug}/export.csv")
 def export_csv(request: Request, slug: str, db: SessionDep, admin: CurrentAdmin) -> Response:
-    from analysis import study_rows
-    from analysis.export import to_safe_csv
+    from server.api.csv_export import stream_study_csv
 
     _get_study(db, slug)
-    engine = request.app.state.engine
-
-    def chunks():
-        header = True
-        for frame in study_rows(engine, slug):
-            yield to_safe_csv(frame, index=False, header=header)
-            header = False
-
-    return StreamingResponse(
-        chunks(),
-        media_type="text/csv",
-        headers={"Content-Disposition": f'attachment; filename="{slug}-responses.csv"'},
-    )
+    return stream_study_csv(request.app.state.engine, slug, f"{slug}-responses.csv")
 
 
 @router.get("/studies/{slug}/report.html", response_class=HTMLResponse)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from fastapi import APIRouter, BackgroundTasks, Request
-from fastapi.responses import FileResponse, StreamingResponse
+from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 
 from server.api.admin_auth import CurrentResearcher
@@ -247,25 +247,14 @@ def export(
     format: Literal["csv", "parquet"] = "csv",
 ):
     """Every response, one row per trial: CSV streamed, Parquet as a file."""
-    from analysis import study_rows
-    from analysis.export import export_study, to_safe_csv
+    from analysis.export import export_study
+    from server.api.csv_export import stream_study_csv
 
     studies.get_study(db, slug)
     engine = request.app.state.engine
     name = f"{slug}-responses.{format}"
     if format == "csv":
-
-        def chunks():
-            header = True
-            for frame in study_rows(engine, slug):
-                yield to_safe_csv(frame, index=False, header=header)
-                header = False
-
-        return StreamingResponse(
-            chunks(),
-            media_type="text/csv",
-            headers={"Content-Disposition": f'attachment; filename="{name}"'},
-        )
+        return stream_study_csv(engine, slug, name)
     folder = Path(tempfile.mkdtemp(prefix="psychinterp-export-"))
     result = export_study(engine, slug, "parquet", folder / name)
     background.add_task(lambda: (result.path.unlink(missing_ok=True), folder.rmdir()))
