@@ -6,6 +6,8 @@ trial module web/static/js/trials/<trial_type>.js, a line below, a study YAML an
 
 from __future__ import annotations
 
+import importlib
+import os
 from typing import Annotated, Any, Union
 
 from pydantic import Field, TypeAdapter
@@ -63,3 +65,9 @@ from server.paradigms.occlusion import OcclusionParadigm
 
 register(ImiParadigm())
 register(OcclusionParadigm())
+
+# Paradigms of other packages: PSYCHINTERP_PARADIGMS="package.module:ParadigmClass,..." (read
+# here, so every process, e.g. the SQLite writer process, knows them too).
+for _spec in filter(None, os.environ.get("PSYCHINTERP_PARADIGMS", "").split(",")):
+    _module, _, _attr = _spec.strip().partition(":")
+    register(getattr(importlib.import_module(_module), _attr)())
