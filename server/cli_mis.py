@@ -27,6 +27,12 @@ FORMATS = ("table", "json", "csv")
 DatabaseUrlOption = Annotated[
     str | None, typer.Option("--database-url", help="Overrides PSYCHINTERP_DATABASE_URL.")
 ]
+FormatOption = Annotated[str, typer.Option("--format", help="table, json or csv.")]
+
+
+def _check_format(output_format: str) -> None:
+    if output_format not in FORMATS:
+        raise AppError(f"unknown --format {output_format!r}: use {', '.join(FORMATS)}")
 
 
 def _progress_bar():
@@ -105,14 +111,13 @@ def mis_score(
     backend_weights: Annotated[
         str | None, typer.Option(help="Weights of a dreamsim/clip backend.")
     ] = None,
-    output_format: Annotated[str, typer.Option("--format", help="table, json or csv.")] = "table",
+    output_format: FormatOption = "table",
     database_url: DatabaseUrlOption = None,
 ) -> None:
     """Score units of MODEL on IMAGES with the similarity observer; store and print them."""
     from server.studies.machine_scores import ScoreRequest, score_model
 
-    if output_format not in FORMATS:
-        raise AppError(f"unknown --format {output_format!r}: use {', '.join(FORMATS)}")
+    _check_format(output_format)
     if all_units and units is not None:
         raise AppError("give either --units N or --all-units, not both")
     settings = settings_from(database_url, device=device)
@@ -206,15 +211,14 @@ def mis_study(
     figure: Annotated[
         Path | None, typer.Option(help="Also save the MIS-by-depth figure (.png or .svg).")
     ] = None,
-    output_format: Annotated[str, typer.Option("--format", help="table, json or csv.")] = "table",
+    output_format: FormatOption = "table",
     database_url: DatabaseUrlOption = None,
 ) -> None:
     """Score every model of a cross-model study file; print per-layer MIS, write the report."""
     from analysis.machine_report import machine_report_html
     from server.studies.machine_study import load_machine_study, run_machine_study
 
-    if output_format not in FORMATS:
-        raise AppError(f"unknown --format {output_format!r}: use {', '.join(FORMATS)}")
+    _check_format(output_format)
     config = load_machine_study(file)
     settings = settings_from(database_url, device=device)
     factory = open_database(settings)
