@@ -146,3 +146,39 @@ def test_migration_0007_carries_2afc_trials_over(tmp_path, study_data_dir, fast_
         assert reply.status_code == 201, reply.text
         assert reply.json().get("feedback", {"correct": True})["correct"] is True
     engine.dispose()
+
+
+def test_downgrades_keep_participant_rows_on_sqlite(tmp_path, study_data_dir, fast_study_yaml):
+    """Batch migrations copy and drop tables on SQLite; with foreign keys on, that drop would
+    cascade into sessions and assignments. Downgrading to the first schema keeps them all."""
+    from alembic import command
+    from sqlalchemy import text
+
+    from server.db.migrate import alembic_config, upgrade_database
+    from server.studies.service import create_study, generate_study, launch_study
+
+    url = f"sqlite:///{tmp_path / 'down.db'}"
+    settings = Settings(database_url=url, data_dir=study_data_dir, secret_key="k")
+    upgrade_database(url)
+    engine = make_engine(url)
+    with session_scope(make_session_factory(engine)) as db:
+        study = create_study(db, settings, fast_study_yaml, "fast.yaml")
+        generate_study(db, settings, study)
+        launch_study(db, study)
+    with TestClient(create_app(settings)) as client:
+        for worker in ("p1", "p2"):
+            body = {"PROLIFIC_PID": worker, "STUDY_ID": "s", "SESSION_ID": uuid.uuid4().hex}
+            reply = client.post("/api/v1/studies/imi-demo/sessions", json=body)
+            assert reply.status_code in (200, 201), reply.text
+
+    def counts() -> tuple[int, int]:
+        with engine.connect() as conn:
+            sessions = conn.execute(text("SELECT count(*) FROM participant_sessions")).scalar()
+            assignments = conn.execute(text("SELECT count(*) FROM assignments")).scalar()
+        return sessions, assignments
+
+    before = counts()
+    assert before[0] == 2 and before[1] > 0
+    command.downgrade(alembic_config(url), "0001")
+    assert counts() == before
+    engine.dispose()
