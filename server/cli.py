@@ -317,21 +317,12 @@ def models_evaluate(
 
 def _load_generation_section(path: Path):
     """The `generation:` section of a study file, validated; errors say file, line and field."""
-    import yaml
     from pydantic import ValidationError
 
     from server.stimuli.generate import GenerationConfig
-    from server.studies.loading import _field_name, _node_line
+    from server.studies.loading import _field_name, _node_line, read_yaml_file
 
-    if not path.is_file():
-        raise AppError(f"{path}: no such study file")
-    text = path.read_text(encoding="utf-8")
-    try:
-        root, data = yaml.compose(text), yaml.safe_load(text)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = f":{mark.line + 1}" if mark else ""
-        raise AppError(f"{path}{line}: not valid YAML: {exc.problem or exc}") from None
+    root, data = read_yaml_file(path)
     if not isinstance(data, dict) or not isinstance(data.get("generation"), dict):
         raise AppError(f"{path}: needs a `generation:` section (model, layers, units_per_layer)")
     try:

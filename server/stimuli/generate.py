@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from server.stimuli.store import ImageStore
     from server.stimuli.units import UnitRef
     from server.stimuli.visualize import Visualization
+    from server.studies.machine_study import MachineStudyConfig
 
 Progress = Callable[[str, int, int], None]
 
@@ -233,7 +234,8 @@ class GenerationFailed(AppError):
 # --- service -----------------------------------------------------------------------------------
 
 
-def resolve_images(settings: Settings, config: GenerationConfig) -> Path:
+def resolve_images(settings: Settings, config: GenerationConfig | MachineStudyConfig) -> Path:
+    """The image folder a config names; "demo" builds (once) the demo pool of its size."""
     if config.images != "demo":
         return Path(config.images)
     from server.stimuli.demo_images import build_demo_pool

@@ -55,6 +55,19 @@ def _field_name(loc: tuple[int | str, ...]) -> str:
     return "".join(parts).lstrip(".") or "(document)"
 
 
+def read_yaml_file(path: Path) -> tuple[yaml.Node | None, object]:
+    """A YAML file's node tree (for line numbers) and its data; AppError naming file and line."""
+    if not path.is_file():
+        raise AppError(f"{path}: no such study file")
+    text = path.read_text(encoding="utf-8")
+    try:
+        return yaml.compose(text), yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = f":{mark.line + 1}" if mark else ""
+        raise AppError(f"{path}{line}: not valid YAML: {exc.problem or exc}") from None
+
+
 def parse_study_yaml(text: str, source_name: str = "<study>") -> StudyConfig:
     """Validate a study definition; raise StudyConfigError listing every problem."""
     try:

@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 import pandas as pd
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy.orm import Session
 
@@ -52,18 +51,10 @@ class MachineStudyConfig(_Strict):
 
 def load_machine_study(path: str | Path) -> MachineStudyConfig:
     """The validated file; errors name file, line and field, as for participant studies."""
-    from server.studies.loading import _field_name, _node_line
+    from server.studies.loading import _field_name, _node_line, read_yaml_file
 
     path = Path(path)
-    if not path.is_file():
-        raise AppError(f"{path}: no such study file")
-    text = path.read_text(encoding="utf-8")
-    try:
-        root, data = yaml.compose(text), yaml.safe_load(text)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = f":{mark.line + 1}" if mark else ""
-        raise AppError(f"{path}{line}: not valid YAML: {exc.problem or exc}") from None
+    root, data = read_yaml_file(path)
     if not isinstance(data, dict):
         raise AppError(f"{path}:1: a study file must be a mapping of fields")
     try:
@@ -77,19 +68,6 @@ def load_machine_study(path: str | Path) -> MachineStudyConfig:
         raise AppError("; ".join(problems)) from None
 
 
-def resolve_images(settings: Settings, config: MachineStudyConfig) -> Path:
-    if config.images != "demo":
-        return Path(config.images)
-    from server.stimuli.demo_images import build_demo_pool
-
-    folder = f"{config.demo_pool_per_photo}x{config.demo_pool_size}"
-    return build_demo_pool(
-        settings.data_dir / "demo-images" / folder,
-        per_photo=config.demo_pool_per_photo,
-        size=config.demo_pool_size,
-    )
-
-
 def run_machine_study(
     db: Session,
     settings: Settings,
@@ -98,6 +76,8 @@ def run_machine_study(
     checkpoint=None,
 ) -> tuple[pd.DataFrame, float]:
     """Score every model of the study; per-unit scores of all models and the seconds taken."""
+    from server.stimuli.generate import resolve_images
+
     started = time.perf_counter()
     images = resolve_images(settings, config)
     frames = []
