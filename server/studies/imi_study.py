@@ -28,6 +28,8 @@ from analysis.importers.imi import ImiTask, ImiTrial, read_imi_task
 from server.config import Settings
 from server.db import models as m
 from server.errors import AppError, Conflict
+from server.paradigms.base import trial_row as paradigm_trial_row
+from server.paradigms.imi import CHOICES as IMI_CHOICES
 from server.stimuli.storage import open_image_store
 from server.studies.audit import record_audit_event
 from server.studies.service import create_study
@@ -161,17 +163,23 @@ def import_imi_study(
         row = []
         for trial in task.trials:
             _add_images(db, trial, condition, seen)
-            trial_row = m.Trial(
-                study_id=study.id,
-                unit_id=units[_reference_key(trial)],
-                kind="catch" if trial.catch else "main",
-                condition=condition,
-                slot=sum(len(r) for r in rows) + len(row),
-                query_max=trial.query_max.sha256,
-                query_min=trial.query_min.sha256,
-                references_max=[i.sha256 for i in trial.references_max],
-                references_min=[i.sha256 for i in trial.references_min],
-                details={"imi_task": folder.name, "imi_trial": trial.folder, "batch": 0},
+            # Through the paradigm seam, so the trial stores its images by role and answer.
+            trial_row = paradigm_trial_row(
+                study.id,
+                "imi",
+                "catch" if trial.catch else "main",
+                condition,
+                units[_reference_key(trial)],
+                sum(len(r) for r in rows) + len(row),
+                {
+                    "query_max": trial.query_max.sha256,
+                    "query_min": trial.query_min.sha256,
+                    "references_max": [i.sha256 for i in trial.references_max],
+                    "references_min": [i.sha256 for i in trial.references_min],
+                },
+                IMI_CHOICES,
+                "query_max",
+                {"imi_task": folder.name, "imi_trial": trial.folder, "batch": 0},
             )
             row.append(trial_row)
         rows.append(row)
