@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
+from sqlalchemy.exc import SQLAlchemyError
 
 from server.api import (
     admin,
@@ -30,6 +32,8 @@ from server.errors import AppError
 from server.security_headers import ResearcherSecurityHeaders
 from web import STATIC_DIR
 
+logger = logging.getLogger(__name__)
+
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app for `settings` (tests pass their own; the CLI uses the environment)."""
@@ -39,7 +43,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI):
         # SQLite's writer process starts now, not when the first participant arrives (its
         # cold start takes seconds on a busy machine; session starts are writes too).
-        await writes.run_write(app.state.engine, writes.nothing)
+        try:
+            await writes.run_write(app.state.engine, writes.nothing)
+        except (SQLAlchemyError, AppError) as exc:
+            # An unreachable database must not stop the app: /healthz reports it (503) and
+            # the first write retries the writer.
+            logger.warning("database writer not started: %s", exc.__class__.__name__)
         yield
         await close_writers(app.state.engine)
         app.state.engine.dispose()
