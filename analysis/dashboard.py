@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 from dataclasses import replace
 from typing import Any
 
@@ -95,9 +96,19 @@ def study_report_html(engine: Engine, study: Any) -> str:
     if frame.empty:
         return f"<!doctype html><p>{study.title}: no responses yet.</p>"
     score, n_resamples = study_score(study)
-    result = analyze(
-        frame, title=study.title, rules=study_rules(study), score=score, n_resamples=n_resamples
-    )
+    rules, sections = study_rules(study), []
+    try:
+        result = analyze(
+            frame, title=study.title, rules=rules, score=score, n_resamples=n_resamples
+        )
+    except AppError:
+        # As on the study page: scores without the automatic rules, and a note saying so.
+        note = html.escape(everyone_excluded_note(frame, rules))
+        sections.append(f"<section data-testid='rules-suspended'><p>{note}</p></section>")
+        result = analyze(
+            frame, title=study.title, rules=NO_EXCLUSIONS, score=score, n_resamples=n_resamples
+        )
     from analysis.machine_report import study_machine_section
 
-    return to_html(result, frame, [study_machine_section(engine, study.config, frame)])
+    sections.append(study_machine_section(engine, study.config, frame))
+    return to_html(result, frame, sections)
