@@ -16,7 +16,8 @@ from tests.e2e.participant import Participant
 pytestmark = pytest.mark.e2e
 
 OPAQUE_IMAGE = re.compile(r"^/stimuli/[0-9a-f]{32}/[0-9a-f]{32}$")  # per session
-TRIAL_KEYS = {"trial_id", "index", "n_trials", "kind", "block", "images"}
+# `type` names the paradigm's trial module (the same for every trial of a study).
+TRIAL_KEYS = {"trial_id", "index", "n_trials", "kind", "block", "images", "type"}
 IMAGE_KEYS = {"query_a", "query_b", "references_max", "references_min"}
 ANSWER_WORDS = re.compile(r"max|min|correct|answer|catch|target|right|wrong", re.IGNORECASE)
 
