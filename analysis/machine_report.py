@@ -64,7 +64,8 @@ def machine_section_html(scores: pd.DataFrame, human: pd.DataFrame | None = None
         merged, rho = mis_vs_human(scores, human)
         if rho["rho"] is None:
             body.append(
-                f"<p>MIS vs human accuracy: {rho['n_units']} unit(s) with both; Spearman's "
+                f"<p data-testid='mis-human'>MIS vs human accuracy: {rho['n_units']} unit(s) "
+                "with both; Spearman's "
                 "rho is undefined (fewer than 3 units, or one score the same for all).</p>"
             )
         else:
