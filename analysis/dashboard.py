@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -35,16 +36,10 @@ def study_results(engine: Engine, study: Any) -> dict[str, Any]:
     frame = load_study(engine, study.slug)
     if frame.empty:
         return {"available": False, "reason": "no responses yet"}
-    note = None
-    rules = study_rules(study)
     try:
-        result = _analyze(frame, study, rules)
-    except AppError:
-        note = everyone_excluded_note(frame, rules)
-        try:
-            result = _analyze(frame, study, NO_EXCLUSIONS)
-        except AppError as again:
-            return {"available": False, "reason": again.message}
+        result, note = _scores_or_unruled(frame, study, lambda r: _analyze(frame, study, r))
+    except AppError as again:
+        return {"available": False, "reason": again.message}
     figure = figures(result, frame)
     first = next(iter(figure.values()), None)
     return {
@@ -82,6 +77,16 @@ def study_score(study: Any) -> tuple[str, int | None]:
     return section.get("score") or "crossed", section.get("n_resamples")
 
 
+def _scores_or_unruled(frame, study: Any, run: Callable[[ExclusionRules], Any]):
+    """(run(study's rules), None), or, when those rules exclude everyone so far,
+    (run(manual exclusions only), the page's note saying so)."""
+    rules = study_rules(study)
+    try:
+        return run(rules), None
+    except AppError:
+        return run(NO_EXCLUSIONS), everyone_excluded_note(frame, rules)
+
+
 def _analyze(frame, study: Any, rules: ExclusionRules):
     score, n_resamples = study_score(study)
     if n_resamples is None and score == "crossed":
@@ -96,17 +101,15 @@ def study_report_html(engine: Engine, study: Any) -> str:
     if frame.empty:
         return f"<!doctype html><p>{study.title}: no responses yet.</p>"
     score, n_resamples = study_score(study)
-    rules, sections = study_rules(study), []
-    try:
-        result = analyze(
-            frame, title=study.title, rules=rules, score=score, n_resamples=n_resamples
-        )
-    except AppError:
-        # As on the study page: scores without the automatic rules, and a note saying so.
-        note = html.escape(everyone_excluded_note(frame, rules))
-        sections.append(f"<section data-testid='rules-suspended'><p>{note}</p></section>")
-        result = analyze(
-            frame, title=study.title, rules=NO_EXCLUSIONS, score=score, n_resamples=n_resamples
+    result, note = _scores_or_unruled(
+        frame,
+        study,
+        lambda r: analyze(frame, title=study.title, rules=r, score=score, n_resamples=n_resamples),
+    )
+    sections = []
+    if note:  # as on the study page: scores without the automatic rules, and why
+        sections.append(
+            f"<section data-testid='rules-suspended'><p>{html.escape(note)}</p></section>"
         )
     from analysis.machine_report import study_machine_section
 
