@@ -68,6 +68,18 @@ register(OcclusionParadigm())
 
 # Paradigms of other packages: PSYCHINTERP_PARADIGMS="package.module:ParadigmClass,..." (read
 # here, so every process, e.g. the SQLite writer process, knows them too).
+def _load_plug_in(spec: str) -> Paradigm:
+    """One `package.module:ParadigmClass` entry of PSYCHINTERP_PARADIGMS, or an error naming it."""
+    module, _, attr = spec.strip().partition(":")
+    try:
+        return getattr(importlib.import_module(module), attr)()
+    except (ImportError, AttributeError, TypeError) as error:
+        raise ImportError(
+            f"PSYCHINTERP_PARADIGMS entry {spec.strip()!r} could not be loaded ({error}); "
+            "write it as 'package.module:ParadigmClass' with the package importable here, "
+            "or unset the variable"
+        ) from error
+
+
 for _spec in filter(None, os.environ.get("PSYCHINTERP_PARADIGMS", "").split(",")):
-    _module, _, _attr = _spec.strip().partition(":")
-    register(getattr(importlib.import_module(_module), _attr)())
+    register(_load_plug_in(_spec))
