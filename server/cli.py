@@ -428,9 +428,19 @@ app.add_typer(study_app, name="study")
 @study_app.command("validate")
 @friendly_errors
 def study_validate(file: Annotated[Path, typer.Argument(help="Study YAML file.")]) -> None:
-    """Check a study file; errors name the file, line and field."""
-    from server.studies.loading import load_study_file
+    """Check a study file (participant or machine study); errors name the file, line and
+    field."""
+    from server.studies.loading import load_study_file, read_yaml_file
+    from server.studies.machine_study import is_machine_study, load_machine_study
 
+    if is_machine_study(read_yaml_file(file)[1]):
+        machine = load_machine_study(file)
+        print(
+            f"ok: {machine.slug} (machine study: {len(machine.models)} model(s), "
+            f"{machine.n_tasks} tasks per unit, observer {machine.backend}); "
+            f"run it with `psychinterp mis study {file}`"
+        )
+        return
     config, _ = load_study_file(file)
     print(
         f"ok: {config.slug} ({config.paradigm}, conditions {', '.join(config.conditions)}, "

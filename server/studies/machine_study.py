@@ -49,6 +49,12 @@ class MachineStudyConfig(_Strict):
     seed: int = Field(0, ge=0, lt=2**31)
 
 
+def is_machine_study(data: object) -> bool:
+    """A machine study lists `models` and has no participant task (`generation`): the two
+    kinds of study file share title/slug, so this tells the commands which schema applies."""
+    return isinstance(data, dict) and "models" in data and "generation" not in data
+
+
 def load_machine_study(path: str | Path) -> MachineStudyConfig:
     """The validated file; errors name file, line and field, as for participant studies."""
     from server.studies.loading import _field_name, _node_line, read_yaml_file
@@ -57,6 +63,13 @@ def load_machine_study(path: str | Path) -> MachineStudyConfig:
     root, data = read_yaml_file(path)
     if not isinstance(data, dict):
         raise AppError(f"{path}:1: a study file must be a mapping of fields")
+    if not is_machine_study(data):
+        raise AppError(
+            f"{path}: this is a participant study (it has `generation`, no `models` list): "
+            f"check it with `psychinterp study validate {path}` and generate it with "
+            f"`psychinterp study generate {path}`; `mis study` reads machine-study files "
+            "(a `models` list, e.g. studies/scale-demo.yaml)"
+        )
     try:
         return MachineStudyConfig.model_validate(data)
     except ValidationError as exc:
