@@ -41,6 +41,9 @@ class LayoutPublic(Open):
     feedback_ms: FeedbackTimingsPublic
     show_running_score: bool
     max_image_px: int
+    iti_ms: int = Field(description="Fixation screen between trials (ms).")
+    max_side: Literal["left", "right"] = Field(description="Side of the max references.")
+    example_image_url: str = Field(description="The how-to-answer page's example trial.")
 
 
 class WindowPublic(Open):
@@ -50,6 +53,15 @@ class WindowPublic(Open):
 
 class CompletionPublic(Open):
     platform: Literal["prolific", "mturk", "plain"]
+    redirect_delay_ms: int = Field(description="End screen shown this long before redirecting.")
+
+
+class ComprehensionPublic(Open):
+    question: str
+    options: list[str]
+    answer: int = Field(
+        description="The right option's index (the check is for understanding, not a secret)."
+    )
 
 
 class PublicStudy(Open):
@@ -75,6 +87,9 @@ class PublicStudy(Open):
     fullscreen: bool
     completion: CompletionPublic
     decline_redirect_url: str | None
+    comprehension: list[ComprehensionPublic] = Field(
+        description="Asked after the instructions (the study's or its paradigm's); empty: no check."
+    )
 
 
 class TrialImages(Open):

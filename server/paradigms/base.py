@@ -55,6 +55,12 @@ class Paradigm:
         """Trial rows (not yet added) from a ready stimulus set."""
         raise NotImplementedError
 
+    def comprehension(self, config: StudyConfig) -> list[dict[str, Any]]:
+        """The questions the page asks after the instructions when the study's YAML sets no
+        `comprehension:` of its own ({question, options, answer} each); none (the default)
+        skips the check. The page asks exactly these (issue 20's contract)."""
+        return []
+
     def analysis_extras(self, frame: pd.DataFrame) -> dict[str, Any]:
         """Paradigm-specific analysis beside the common scores (JSON-able)."""
         return {}

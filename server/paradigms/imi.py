@@ -35,6 +35,45 @@ class ImiParadigm(Paradigm):
     conditions = ("natural", "synthetic", "mixed", "none")
     export_columns = ("batch",)
 
+    def comprehension(self, config: StudyConfig) -> list[dict]:
+        """Three questions on the 2AFC task (which image, how to answer, what the numbers
+        say), worded with the study's column titles and confidence levels. IMI itself had
+        none (its practice was the only check): `comprehension: []` in the YAML."""
+        titles = config.layout.reference_columns_titles
+        levels = config.layout.confidence_levels
+        numbers = (
+            ", ".join(str(n) for n in range(1, levels)) + f" or {levels}" if levels > 1 else "1"
+        )
+        return [
+            {
+                "question": "Which image at the center should you choose?",
+                "options": [
+                    f"The one that matches the {titles['min']} better",
+                    f"The one that matches the {titles['max']} better",
+                    "The one I like more",
+                ],
+                "answer": 1,
+            },
+            {
+                "question": "How do you give your answer?",
+                "options": [
+                    "I click the image itself",
+                    "I type the image's number",
+                    f"I click {numbers} next to the image I choose (or press its key)",
+                ],
+                "answer": 2,
+            },
+            {
+                "question": f"What do the numbers 1 … {levels} say?",
+                "options": [
+                    f"How confident I am: {levels} = very confident",
+                    "Which image I choose",
+                    "How much I like the image",
+                ],
+                "answer": 0,
+            },
+        ]
+
     def build_trials(
         self, db: Session, config: StudyConfig, study_id: int, stimulus_set_id: str
     ) -> list[Trial]:

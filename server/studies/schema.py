@@ -102,6 +102,9 @@ class CompletionConfig(Strict):
     platform: Literal["prolific", "mturk", "plain"] = "plain"
     code: str | None = Field(None, max_length=64, description="Prolific completion code.")
     url: str | None = Field(None, description="Redirect after completion (default per platform).")
+    redirect_delay_ms: int = Field(
+        4000, ge=0, le=60_000, description="How long the end screen shows before redirecting."
+    )
 
     @model_validator(mode="after")
     def _prolific_needs_code(self) -> CompletionConfig:
@@ -168,6 +171,53 @@ class LayoutConfig(Strict):
     feedback_ms: FeedbackTimings = FeedbackTimings()
     show_running_score: bool = True
     max_image_px: int = Field(224, ge=32)
+    # The page's other settings (issue 20: every setting the page reads is sent): the blank
+    # screen with a fixation cross between trials, the side of the max references (IMI:
+    # right, titled "Right Examples"; the question names that side), and the picture of a
+    # trial on the how-to-answer page.
+    iti_ms: int = Field(500, ge=0, le=10_000, description="Fixation between trials (ms).")
+    max_side: Literal["left", "right"] = "right"
+    example_image_url: str = Field(
+        "/static/img/example-trial.jpg",
+        description="A file under web/static, served as /static/...: the page loads only "
+        "its own images.",
+    )
+
+    @field_validator("example_image_url")
+    @classmethod
+    def _served_static_file(cls, value: str) -> str:
+        from web import STATIC_DIR
+
+        relative = value.removeprefix("/static/")
+        path = (STATIC_DIR / relative).resolve()
+        if (
+            not value.startswith("/static/")
+            or not path.is_relative_to(STATIC_DIR.resolve())
+            or not path.is_file()
+        ):
+            raise ValueError(
+                f"{value!r} is not a file under web/static: put the picture there and give "
+                "its path as /static/<path> (the participant page loads only its own images)"
+            )
+        return value
+
+
+class ComprehensionQuestion(Strict):
+    """One multiple-choice question asked after the instructions; a wrong answer sends the
+    participant back to them."""
+
+    question: str = Field(min_length=1, max_length=500)
+    options: list[str] = Field(min_length=2, max_length=8)
+    answer: int = Field(ge=0, description="Index of the right option (0 = the first).")
+
+    @model_validator(mode="after")
+    def _answer_is_an_option(self) -> ComprehensionQuestion:
+        if self.answer >= len(self.options):
+            raise ValueError(
+                f"answer {self.answer} is not an option: count from 0 "
+                f"(0 … {len(self.options) - 1} for {len(self.options)} options)"
+            )
+        return self
 
 
 class WindowConfig(Strict):
@@ -195,6 +245,11 @@ class StudyConfig(Strict):
         "participants of that condition only.",
     )
     estimated_minutes: int = Field(15, ge=1)
+    comprehension: list[ComprehensionQuestion] | None = Field(
+        None,
+        description="Questions after the instructions; none: the paradigm's own (the 2AFC "
+        "task's three, none for occlusion); []: no check (IMI's only check was the practice).",
+    )
     # The paradigm (server/paradigms registry) and its own section (`task:`), validated as
     # a union keyed on `paradigm` (issue 21).
     paradigm: str = "imi"

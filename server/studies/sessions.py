@@ -157,9 +157,20 @@ def public_study_info(db: Session, slug: str) -> dict[str, Any]:
         "min_window": {"width": c.window.min_width, "height": c.window.min_height},
         "allow_mobile": c.window.allow_mobile,
         "fullscreen": c.window.fullscreen,
-        "completion": {"platform": c.completion.platform},
+        "completion": {
+            "platform": c.completion.platform,
+            "redirect_delay_ms": c.completion.redirect_delay_ms,
+        },
         "decline_redirect_url": c.decline_redirect_url,
+        "comprehension": comprehension_questions(c),
     }
+
+
+def comprehension_questions(config: StudyConfig) -> list[dict[str, Any]]:
+    """The study's own questions, else its paradigm's (none: the page skips the check)."""
+    if config.comprehension is not None:
+        return [q.model_dump() for q in config.comprehension]
+    return paradigms.get(config.paradigm).comprehension(config)
 
 
 # --- start / resume ----------------------------------------------------------------------------

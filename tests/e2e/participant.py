@@ -61,12 +61,16 @@ class Participant:
         self.press("consent-accept")
 
     def instructions(self) -> None:
-        comprehension = self.page.get_by_test_id("comprehension-submit")
+        """Through the instruction pages, up to the comprehension check or, for a study
+        that asks none (`study.comprehension` empty), whatever comes after."""
+        onward = self.page.get_by_test_id("instructions-continue")
+        after = self.page.locator(
+            "[data-testid=comprehension-submit], [data-testid=practice-start], "
+            "[data-testid=trial], [data-testid=main-start]"
+        )
         while True:
-            expect(
-                self.page.get_by_test_id("instructions-continue").or_(comprehension)
-            ).to_be_visible()
-            if comprehension.is_visible():
+            expect(onward.or_(after).first).to_be_visible()
+            if not onward.is_visible():
                 return
             self.press("instructions-continue")
 
@@ -86,7 +90,8 @@ class Participant:
     def start(self) -> None:
         self.consent()
         self.instructions()
-        self.comprehension()
+        if self.page.get_by_test_id("comprehension-submit").is_visible():
+            self.comprehension()
 
     def current_screen(self) -> str:
         """'trial', 'end' or the testid of the Continue button of an in-between screen."""

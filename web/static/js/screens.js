@@ -67,13 +67,27 @@ function howToAnswerPage(study) {
       + "under the upper image or above the lower image. The number says how confident you are: "
       + "1 = not sure, 3 = very confident."),
     h("figure", { class: "example" },
-      h("img", { src: study.example_image_url || "/static/img/example-trial.jpg",
+      h("img", { src: study.layout.example_image_url,
         alt: `An example trial: ${titles.min} on one side, ${titles.max} on the other, two images at the center with buttons 1 2 3.` }),
       h("figcaption", {}, "An example trial.")),
     keysTable(study),
     h("p", {}, `The buttons can be used after ${((study.layout.answer_delay_ms ?? 1500) / 1000).toFixed(1)} s. `
-      + "Practice trials come first and tell you whether you were right; "
-      + (study.feedback_main ? "the main trials do too." : "the main trials do not.")));
+      + feedbackSentence(study)));
+}
+
+/** What the participant is told about feedback: it follows trials.feedback_main. */
+export function feedbackSentence(study) {
+  const practice = study.practice.feedback ? "tell you whether you were right" : "do not tell you whether you were right";
+  const same = Boolean(study.practice.feedback) === Boolean(study.feedback_main);
+  return `Practice trials come first and ${practice}; `
+    + (study.feedback_main ? `the main trials do${same ? " too" : ""}.` : `the main trials do not${same ? " either" : ""}.`);
+}
+
+/** The screen between practice and main trials, worded from trials.feedback_main. */
+export function mainStartText(study) {
+  return "Now the main trials begin. " + (study.feedback_main
+    ? "You will still see after each one whether your answer was right."
+    : "From here on you will not be told whether your answers are right.");
 }
 
 /** The study's instruction pages, then the answer page; Back/Continue between them. */
@@ -89,27 +103,14 @@ export async function instructionsScreens(study) {
   }
 }
 
-function defaultQuestions(study) {
-  const titles = study.layout.reference_columns_titles;
-  return [
-    { question: "Which image at the center should you choose?",
-      options: [`The one that matches the ${titles.min} better`, `The one that matches the ${titles.max} better`,
-        "The one I like more"], answer: 1 },
-    { question: "How do you give your answer?",
-      options: ["I click the image itself", "I type the image's number",
-        "I click 1, 2 or 3 next to the image I choose (or press its key)"], answer: 2 },
-    { question: "What do the numbers 1, 2 and 3 say?",
-      options: ["How confident I am: 3 = very confident", "Which image I choose", "How much I like the image"],
-      answer: 0 },
-  ];
-}
-
 /**
  * Multiple-choice check that the instructions were understood. Resolves {passed, attempt};
  * on a wrong answer the participant is sent back to the instructions by the caller.
+ * The questions are the server's (`study.comprehension`: the study's YAML or its
+ * paradigm's); the caller skips this screen when there are none.
  */
 export async function comprehensionScreen(study, attempt) {
-  const questions = study.comprehension || defaultQuestions(study);
+  const questions = study.comprehension;
   const fieldsets = questions.map((q, qi) => h("fieldset", { class: "question-set", "data-question": String(qi) },
     h("legend", {}, q.question),
     q.options.map((option, oi) => h("label", { class: "option" },

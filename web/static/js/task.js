@@ -14,7 +14,6 @@ import { decodedImage, epochMs, estimateRefreshRate } from "./timing.js";
 import { collectAnswer, showFeedback } from "./trial.js";
 import { connection, setProgress, setScore, showScreen } from "./ui.js";
 
-const DEFAULT_ITI_MS = 500;
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 const config = JSON.parse(document.getElementById("page-config").textContent);
@@ -103,6 +102,7 @@ class Run {
     for (let attempt = 1; ; attempt++) {
       // Between participants the server adds the session's condition pages (issue 20).
       await screens.instructionsScreens({ ...this.study, instructions: this.state.instructions || this.study.instructions });
+      if (!this.study.comprehension.length) break; // the study's paradigm asks nothing
       const result = await screens.comprehensionScreen(this.study, attempt);
       this.logEvent("comprehension", { attempt, passed: result.passed, wrong: result.wrong || 0 });
       if (result.passed) break;
@@ -140,7 +140,7 @@ class Run {
         "Not all practice answers were right. Please do the practice trials once more.", "practice-repeat");
     } else if (previous === "practice" && trial.block === "main") {
       await screens.continueScreen("Practice finished",
-        "Now the main trials begin. From here on you will not be told whether your answers are right.",
+        screens.mainStartText(study),
         "main-start", "Start the main trials");
       if (study.fullscreen && !isFullscreen()) await requestFullscreen();
     } else if (previous === null && trial.block === "practice" && trial.index === 0) {
@@ -162,7 +162,7 @@ class Run {
   async trials() {
     this.answeredPractice = new Set();
     const showMainFeedback = Boolean(this.study.feedback_main); // trials.feedback_main
-    const iti = this.study.layout.iti_ms ?? DEFAULT_ITI_MS;
+    const iti = this.study.layout.iti_ms; // the fixation screen between trials
     let previous = null;
     for (;;) {
       screens.fixation();
@@ -271,7 +271,7 @@ class Run {
     if (document.fullscreenElement) document.exitFullscreen().catch(() => {});
     screens.endScreen(completion, this.study);
     if (completion.redirect_url && !(completion.mturk && completion.mturk.submit_url)) {
-      setTimeout(() => window.location.assign(completion.redirect_url), this.study.completion.redirect_delay_ms ?? 4000);
+      setTimeout(() => window.location.assign(completion.redirect_url), this.study.completion.redirect_delay_ms);
     }
   }
 }

@@ -57,7 +57,7 @@ export function answerScale(query, levels) {
 export function buildTrial(trial, images, study) {
   const layout = study.layout;
   const titles = layout.reference_columns_titles;
-  const maxOnRight = (layout.max_side || "right") !== "left";
+  const maxOnRight = layout.max_side !== "left"; // layout.max_side: "right" (IMI) or "left"
   const minColumn = referenceColumn(titles.min, images.references_min, "min");
   const maxColumn = referenceColumn(titles.max, images.references_max, "max");
   images.query_a.alt = "Upper image at the center";
