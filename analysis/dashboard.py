@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
+from analysis import occlusion
 from analysis.exclusions import (
     ExclusionRules,
     apply_exclusions,
@@ -47,6 +48,10 @@ def study_results(engine: Engine, study: Any) -> dict[str, Any]:
         "note": note,
         "summary": to_json(result),
         "figure_html": figure_html(first) if first is not None else "",
+        # issue 21: the paradigm's own figure (occlusion: accuracy by activation difference)
+        "paradigm_figure_html": "".join(
+            figure_html(f) for f in occlusion.figures(result.paradigm_tables).values()
+        ),
     }
 
 

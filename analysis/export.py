@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from sqlalchemy import Engine
 
-from analysis.load import EXPORT_COLUMNS, study_rows
+from analysis.load import EXPORT_COLUMNS, _study_id, engine_for, paradigm_columns, study_rows
 from server.config import Settings
 from server.errors import AppError
 
@@ -61,6 +61,21 @@ PARQUET_SCHEMA = pa.schema(
     ]
 )
 
+#: The Parquet type of each paradigm export column type (server/paradigms/base.EXPORT_TYPES).
+_PARADIGM_TYPES = {
+    "float": pa.float64(),
+    "int": pa.int64(),
+    "string": pa.string(),
+    "bool": pa.bool_(),
+}
+
+
+def parquet_schema(columns: dict[str, str]) -> pa.Schema:
+    """PARQUET_SCHEMA followed by a paradigm's export columns (name -> type)."""
+    return pa.schema(
+        [*PARQUET_SCHEMA, *(pa.field(n, _PARADIGM_TYPES[t]) for n, t in columns.items())]
+    )
+
 
 #: A cell starting with one of these is run as a formula by Excel, LibreOffice and Google
 #: Sheets (CSV injection: `=HYPERLINK(...)` in a participant-controlled field would run on the
@@ -105,7 +120,7 @@ class ExportResult:
     participants: int
 
 
-def _for_parquet(chunk: pd.DataFrame) -> pa.Table:
+def _for_parquet(chunk: pd.DataFrame, columns: dict[str, str]) -> pa.Table:
     chunk = chunk.copy()
     for column in ("received_at", "session_started_at", "session_completed_at"):
         chunk[column] = pd.to_datetime(chunk[column], utc=True)
@@ -121,7 +136,7 @@ def _for_parquet(chunk: pd.DataFrame) -> pa.Table:
         "instruction_s",
     ):
         chunk[column] = pd.to_numeric(chunk[column], errors="coerce").astype(float)
-    return pa.Table.from_pandas(chunk, schema=PARQUET_SCHEMA, preserve_index=False)
+    return pa.Table.from_pandas(chunk, schema=parquet_schema(columns), preserve_index=False)
 
 
 def export_study(
@@ -134,12 +149,15 @@ def export_study(
     """Write every response of study SLUG to OUTPUT (default `<slug>-responses.<fmt>`)."""
     if fmt not in {"csv", "parquet"}:
         raise AppError(f"unknown export format {fmt!r}: use csv or parquet")
+    engine = engine_for(database)
+    columns = paradigm_columns(engine, _study_id(engine, slug))
+    schema = parquet_schema(columns)
     path = Path(output or f"{slug}-responses.{fmt}")
     path.parent.mkdir(parents=True, exist_ok=True)
     rows, participants = 0, set()
     writer = None
     try:
-        for chunk in study_rows(database, slug, chunk_size=chunk_size):
+        for chunk in study_rows(engine, slug, chunk_size=chunk_size):
             if fmt == "csv":
                 to_safe_csv(
                     chunk,
@@ -149,15 +167,15 @@ def export_study(
                     index=False,
                 )
             else:
-                writer = writer or pq.ParquetWriter(path, PARQUET_SCHEMA)
-                writer.write_table(_for_parquet(chunk))
+                writer = writer or pq.ParquetWriter(path, schema)
+                writer.write_table(_for_parquet(chunk, columns))
             rows += len(chunk)
             participants.update(chunk["participant"])
         if rows == 0:  # still a valid file with the header / schema
             if fmt == "csv":
-                pd.DataFrame(columns=list(EXPORT_COLUMNS)).to_csv(path, index=False)
+                pd.DataFrame(columns=[*EXPORT_COLUMNS, *columns]).to_csv(path, index=False)
             else:
-                pq.write_table(PARQUET_SCHEMA.empty_table(), path)
+                pq.write_table(schema.empty_table(), path)
     finally:
         if writer is not None:
             writer.close()

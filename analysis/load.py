@@ -106,6 +106,9 @@ def _rows_statement(study_id: int):
             r.rt_ms,
             r.client_data,
             a.max_is_a,
+            t.paradigm,
+            t.images,
+            t.details,
             t.query_max.label("stimulus_max"),
             t.query_min.label("stimulus_min"),
             r.received_at,
@@ -131,8 +134,43 @@ def _rows_statement(study_id: int):
     )
 
 
-def _export_frame(rows: Sequence[Any]) -> pd.DataFrame:
+#: pandas' nullable dtype of each paradigm export column type (server/paradigms/base.py
+#: EXPORT_TYPES): a trial without a value stays empty, and an int column stays int.
+PARADIGM_DTYPES = {"float": "Float64", "int": "Int64", "string": "string", "bool": "boolean"}
+
+
+def paradigm_columns(engine: Engine, study_id: int) -> dict[str, str]:
+    """The export columns (name -> type) the study's paradigm(s) add after EXPORT_COLUMNS."""
+    from server import paradigms
+
+    with engine.connect() as connection:
+        names = connection.execute(
+            select(m.Trial.paradigm).where(m.Trial.study_id == study_id).distinct()
+        ).scalars()
+        return {
+            column: kind
+            for name in sorted(names)
+            for column, kind in paradigms.get(name).export_columns.items()
+        }
+
+
+def _paradigm_values(frame: pd.DataFrame, columns: dict[str, str]) -> pd.DataFrame:
+    """Each row's values of its paradigm's export columns (None where another paradigm's)."""
+    from server import paradigms
+
+    values = [
+        paradigms.get(paradigm).export_values(images or {}, details or {})
+        for paradigm, images, details in zip(
+            frame.pop("paradigm"), frame.pop("images"), frame.pop("details"), strict=True
+        )
+    ]
+    extra = pd.DataFrame(values, columns=list(columns), index=frame.index)
+    return extra.astype({name: PARADIGM_DTYPES[kind] for name, kind in columns.items()})
+
+
+def _export_frame(rows: Sequence[Any], columns: dict[str, str]) -> pd.DataFrame:
     frame = pd.DataFrame(rows, columns=list(rows[0]._fields))
+    extra = _paradigm_values(frame, columns)
     max_is_a = frame["max_is_a"].astype(bool)
     frame["stimulus_a"] = frame["stimulus_max"].where(max_is_a, frame["stimulus_min"])
     frame["stimulus_b"] = frame["stimulus_min"].where(max_is_a, frame["stimulus_max"])
@@ -143,21 +181,23 @@ def _export_frame(rows: Sequence[Any]) -> pd.DataFrame:
     frame["time_elapsed_ms"] = [
         (data or {}).get("time_elapsed_ms") for data in frame.pop("client_data")
     ]
-    return frame[list(EXPORT_COLUMNS)]
+    return pd.concat([frame[list(EXPORT_COLUMNS)], extra], axis=1)
 
 
 def study_rows(
     database: str | Settings | Engine, slug: str, chunk_size: int = 5000
 ) -> Iterator[pd.DataFrame]:
-    """A study's responses in export columns, streamed from the database in chunks."""
+    """A study's responses in export columns (EXPORT_COLUMNS, then its paradigm's), streamed
+    from the database in chunks."""
     engine = engine_for(database)
     study_id = _study_id(engine, slug)
+    columns = paradigm_columns(engine, study_id)
     with engine.connect() as connection:
         result = connection.execution_options(stream_results=True, yield_per=chunk_size).execute(
             _rows_statement(study_id)
         )
         for rows in result.partitions():
-            yield _export_frame(rows)
+            yield _export_frame(rows, columns)
 
 
 def tidy_from_export(frame: pd.DataFrame) -> pd.DataFrame:

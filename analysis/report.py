@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from analysis import plots
+from analysis import occlusion, plots
 from analysis.definitions import check_score, resamples_for
 from analysis.exclusions import ExclusionReport, ExclusionRules, apply_exclusions
 from analysis.scores import SCORE_COLUMNS, main_trials, scores
@@ -44,6 +44,9 @@ class Analysis:
     n_resamples: int = 1000
     # Kruskal-Wallis / Brunner-Munzel on per-unit accuracies, per factor (condition, model).
     unit_tests: dict = field(default_factory=dict)
+    # A paradigm's own tables, when the responses carry its columns (issue 21: occlusion's
+    # accuracy by activation difference), by name.
+    paradigm_tables: dict = field(default_factory=dict)
 
 
 def analyze(
@@ -96,6 +99,7 @@ def analyze(
         score=score,
         n_resamples=n_resamples,
         unit_tests=unit_tests,
+        paradigm_tables=occlusion.tables(scored, n_resamples=n_resamples, seed=seed, score=score),
     )
 
 
@@ -156,6 +160,8 @@ def to_json(result: Analysis) -> dict:
     out["chance"] = _records(result.chance)
     out["comparisons"] = [{k: _clean(v) for k, v in c.items()} for c in result.comparisons]
     out["unit_tests"] = _clean_nested(result.unit_tests)
+    for name, table in result.paradigm_tables.items():
+        out[name] = _records(table)
     out["glmm"] = result.glmm
     out["responses"] = _records(result.responses)
     return out
@@ -180,6 +186,8 @@ def to_text(result: Analysis) -> str:
     parts += ["", "chance", result.chance.to_string(index=False, float_format="%.4g")]
     if result.comparisons:
         parts += ["", "comparisons", pd.DataFrame(result.comparisons).to_string(index=False)]
+    for name, table in result.paradigm_tables.items():
+        parts += ["", name, table.to_string(index=False, float_format="%.4g")]
     for factor, tests in result.unit_tests.items():
         parts += ["", f"per-unit tests by {factor}", _kruskal_line(tests)]
         if tests["brunner_munzel"]:
@@ -209,6 +217,7 @@ def figures(result: Analysis, frame: pd.DataFrame | None = None) -> dict:
     by_unit = result.tables.get("by_unit")
     if by_unit is not None and {"natural", "synthetic"} <= set(by_unit["condition"]):
         out["Per unit: natural vs synthetic"] = plots.plot_unit_scatter(by_unit)
+    out |= occlusion.figures(result.paradigm_tables)
     return out
 
 
@@ -243,6 +252,11 @@ def to_html(
         body += [f"<h2>{esc(title)}</h2>", figure_html(figure)]
     for name, table in result.tables.items():
         body += [f"<h2>{esc(name)}</h2>", table.to_html(index=False, float_format="%.3f")]
+    for name, table in result.paradigm_tables.items():
+        body += [
+            f"<h2 data-testid='{esc(name)}'>{esc(name)}</h2>",
+            table.to_html(index=False, float_format="%.4g", na_rep=""),
+        ]
     body += ["<h2>Chance-level tests</h2>", result.chance.to_html(index=False)]
     if result.comparisons:
         body += ["<h2>Comparisons</h2>", pd.DataFrame(result.comparisons).to_html(index=False)]

@@ -6,6 +6,7 @@ recomputed from the image bytes, with oracle and random observers through HTTP."
 from __future__ import annotations
 
 import io
+import re
 import uuid
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from server.app import create_app
 from server.config import Settings
 from server.db.models import Trial
 from server.db.session import make_engine, make_session_factory, session_scope
+from server.errors import AppError
 from server.stimuli.occlusion import OcclusionError, occlude_unit, occlusion_grid
 from server.stimuli.store import ImageStore
 from server.stimuli.units import UnitRef
@@ -234,17 +236,115 @@ def test_oracle_scores_one_and_random_about_half(occlusion_study):
 
 
 def test_accuracy_by_activation_difference(occlusion_study):
-    """After the simulations above: per condition, accuracy in activation-difference bins."""
-    from analysis.occlusion import accuracy_by_activation_difference, load_occlusion_study
+    """After the simulations above: per condition and difference bin, the score table (the
+    study's score machinery: accuracy with a CI), and the same through the paradigm."""
+    from analysis import load_study
+    from analysis.occlusion import accuracy_by_activation_difference, difference_correlations
     from server import paradigms
 
     settings, _, _ = occlusion_study
-    frame = load_occlusion_study(settings, "occlusion-demo")
-    assert (frame["activation_diff"] > 0).all()
-    result = paradigms.get("occlusion").analysis_extras(frame)
-    table = result["accuracy_by_activation_difference"]
-    assert set(table) == {"natural", "none"}
-    for summary in table.values():
-        assert summary["bins"] and sum(b["n_responses"] for b in summary["bins"]) > 0
-        assert all(0 <= b["accuracy"] <= 1 for b in summary["bins"])
-    assert accuracy_by_activation_difference(frame, bins=2).keys() == table.keys()
+    frame = load_study(settings, "occlusion-demo")
+    assert (frame.loc[frame["trial_kind"] == "main", "activation_diff"] > 0).all()
+    table = accuracy_by_activation_difference(frame, bins=2, n_resamples=200)
+    assert set(table["condition"]) == {"natural", "none"}
+    assert set(table["diff_bin"]) <= {1, 2} and (table["diff_low"] < table["diff_high"]).all()
+    assert ((table["ci_low"] <= table["accuracy"]) & (table["accuracy"] <= table["ci_high"])).all()
+    main = frame[frame["trial_kind"] == "main"]
+    assert table["n_responses"].sum() == len(main)
+    for condition, rows in table.groupby("condition"):  # bins split the responses, no overlap
+        assert rows["n_responses"].sum() == (main["condition"] == condition).sum()
+    assert set(difference_correlations(frame)["condition"]) == {"natural", "none"}
+    extras = paradigms.get("occlusion").analysis_extras(frame)
+    assert set(extras) == {"by_activation_difference", "activation_difference_correlation"}
+    with pytest.raises(AppError, match="no 'activation_diff' column"):
+        accuracy_by_activation_difference(frame.drop(columns="activation_diff"))
+
+
+def test_export_has_the_paradigm_columns(occlusion_study, tmp_path):
+    """CSV and Parquet exports carry the occlusion paradigm's declared export columns,
+    with values that agree with the stored trials and the manifest's ground truth."""
+    import pandas as pd
+
+    from analysis.export import export_study
+    from analysis.load import EXPORT_COLUMNS
+    from server import paradigms
+
+    settings, factory, study = occlusion_study
+    declared = list(paradigms.get("occlusion").export_columns)
+    with session_scope(factory) as db:
+        trials = {t.id: t for t in db.scalars(select(Trial).where(Trial.study_id == study.id))}
+    frames = {}
+    for fmt in ("csv", "parquet"):
+        result = export_study(settings, "occlusion-demo", fmt, tmp_path / f"occ.{fmt}")
+        read = pd.read_csv if fmt == "csv" else pd.read_parquet
+        frames[fmt] = read(result.path)
+        assert list(frames[fmt].columns) == [*EXPORT_COLUMNS, *declared]
+    for frame in frames.values():
+        for row in frame.itertuples():
+            trial = trials[row.trial_id]
+            assert row.base_image == trial.images["base"]
+            assert row.activation_diff == pytest.approx(row.activation_max - row.activation_min)
+            assert row.activation_diff == pytest.approx(trial.details["activation_diff"])
+            assert row.patch_fraction == 0.4 and row.patch_px == round(0.4 * 224)
+            assert 0 <= row.occlusion_min_top <= 224 - row.patch_px
+            # obvious trials (catch, first practice) show the unoccluded base as the max
+            assert pd.isna(row.occlusion_max_top) == bool(row.obvious)
+        assert (
+            frame["obvious"].astype(bool).sum() > 0 and (~frame["obvious"].astype(bool)).sum() > 0
+        )
+    assert str(frames["parquet"]["patch_px"].dtype) == "int64"
+
+
+def test_report_and_dashboard_show_accuracy_by_activation_difference(occlusion_study, tmp_path):
+    """The HTML report (`psychinterp analyze --format html`, on the database and on the export
+    file) and the study's dashboard page have the section; an IMI study's report has not."""
+    from fastapi.testclient import TestClient
+    from typer.testing import CliRunner
+
+    from analysis.export import export_study
+    from server.cli import app
+    from tests.test_admin_results import _logged_in
+
+    settings, factory, _ = occlusion_study
+    runner = CliRunner()
+    url = ["--database-url", settings.database_url, "--no-exclusions", "--bootstrap", "100"]
+    report = tmp_path / "occ.html"
+    done = runner.invoke(app, ["analyze", "occlusion-demo", *url, "--format", "html",
+                               "--output", str(report)])  # fmt: skip
+    assert done.exit_code == 0, done.output
+    page = report.read_text()
+    assert "data-testid='by_activation_difference'" in page
+    assert "<h2>Accuracy by activation difference</h2><img" in page
+    assert "data-testid='activation_difference_correlation'" in page
+
+    export = export_study(settings, "occlusion-demo", "csv", tmp_path / "occ.csv").path
+    columns = "participant=participant,condition=condition,correct=correct,trial=trial_id"
+    done = runner.invoke(app, ["analyze", "--responses", str(export), "--columns", columns,
+                               "--format", "json", "--bootstrap", "100", "--no-exclusions"])  # fmt: skip
+    assert done.exit_code == 0, done.output
+    assert '"by_activation_difference"' in done.output
+
+    with TestClient(create_app(settings)) as client:
+        _logged_in(client, factory)
+        dashboard = client.get("/admin/studies/occlusion-demo")
+    assert dashboard.status_code == 200
+    table = dashboard.text[dashboard.text.index('data-testid="by-activation-difference"') :]
+    assert re.search(r"<td>natural</td><td>1</td><td>[0-9.e-]+ – [0-9.e-]+</td>", table)
+    assert 'data-testid="activation-difference-correlation"' in dashboard.text
+    assert dashboard.text.count("data:image/png;base64,") >= 2  # by condition + by difference
+
+
+def test_imi_report_has_no_activation_difference_section(sqlite_url, tmp_path):
+    from analysis import load_study
+    from analysis.exclusions import rules_from_options
+    from analysis.report import analyze, to_html, to_json
+    from tests.test_analysis_db import ANSWERS, make_study
+
+    make_study(sqlite_url, ANSWERS)
+    frame = load_study(sqlite_url, "imi")
+    assert "activation_diff" not in frame.columns
+    no_rules = rules_from_options([], no_exclusions=True)
+    result = analyze(frame, rules=no_rules, n_resamples=100, glmm=False)
+    assert result.paradigm_tables == {}
+    assert "activation_difference" not in to_html(result, frame)
+    assert "by_activation_difference" not in to_json(result)

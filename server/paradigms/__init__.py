@@ -66,6 +66,7 @@ from server.paradigms.occlusion import OcclusionParadigm
 register(ImiParadigm())
 register(OcclusionParadigm())
 
+
 # Paradigms of other packages: PSYCHINTERP_PARADIGMS="package.module:ParadigmClass,..." (read
 # here, so every process, e.g. the SQLite writer process, knows them too).
 def _load_plug_in(spec: str) -> Paradigm:

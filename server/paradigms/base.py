@@ -37,8 +37,9 @@ class Paradigm:
     trial_type: ClassVar[str]  # the page loads web/static/js/trials/<trial_type>.js
     section: ClassVar[type[Section]]
     conditions: ClassVar[tuple[str, ...]]  # the conditions a study of it may list
-    # Extra per-response columns of the export (from Trial.details), beyond the common ones.
-    export_columns: ClassVar[tuple[str, ...]] = ()
+    # Extra per-response columns of the export beyond the common ones, name -> type
+    # (one of EXPORT_TYPES: Parquet needs fixed types even for a chunk of nulls).
+    export_columns: ClassVar[dict[str, str]] = {}
 
     def generate(
         self, db: Session, settings: Settings, config: StudyConfig, progress=None
@@ -54,6 +55,10 @@ class Paradigm:
     ) -> list[Trial]:
         """Trial rows (not yet added) from a ready stimulus set."""
         raise NotImplementedError
+
+    def export_values(self, images: dict[str, Any], details: dict[str, Any]) -> dict[str, Any]:
+        """One trial's values of `export_columns`; by default its `details` of those names."""
+        return {name: details.get(name) for name in self.export_columns}
 
     def comprehension(self, config: StudyConfig) -> list[dict[str, Any]]:
         """The questions the page asks after the instructions when the study's YAML sets no
@@ -113,3 +118,6 @@ def other_choice(choices: list[str], answer: str) -> str:
 
 
 Kind = Literal["main", "practice", "catch"]
+
+#: The types a paradigm's export column may have (its Parquet type follows).
+EXPORT_TYPES = ("float", "int", "string", "bool")

@@ -33,7 +33,6 @@ class ImiParadigm(Paradigm):
     trial_type = "imi"
     section = ImiSection
     conditions = ("natural", "synthetic", "mixed", "none")
-    export_columns = ("batch",)
 
     def comprehension(self, config: StudyConfig) -> list[dict]:
         """Three questions on the 2AFC task (which image, how to answer, what the numbers

@@ -9,7 +9,7 @@ unit's maximally activating images only ("Favorite Images").
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
@@ -69,7 +69,23 @@ class OcclusionParadigm(Paradigm):
     trial_type = "occlusion"
     section = OcclusionSection
     conditions = ("none", "natural", "synthetic", "mixed", "natural_blurred")
-    export_columns = ("activation_max", "activation_min", "activation_base", "activation_diff")
+    # What a reanalysis needs per response: the ground truth's activations, where the patch
+    # was (pixels of the `image_px` image; no max position on obvious trials, whose "max"
+    # is the unoccluded base) and which base image was occluded.
+    export_columns: ClassVar[dict[str, str]] = {
+        "base_image": "string",
+        "obvious": "bool",
+        "activation_base": "float",
+        "activation_max": "float",
+        "activation_min": "float",
+        "activation_diff": "float",
+        "patch_fraction": "float",
+        "patch_px": "int",
+        "occlusion_max_top": "int",
+        "occlusion_max_left": "int",
+        "occlusion_min_top": "int",
+        "occlusion_min_left": "int",
+    }
 
     def generate(self, db: Session, settings: Settings, config: StudyConfig, progress=None):
         from server.paradigms.occlusion_trials import generate
@@ -83,7 +99,10 @@ class OcclusionParadigm(Paradigm):
 
         return build_occlusion_trials(db, config, study_id, stimulus_set_id)
 
-    def analysis_extras(self, frame: pd.DataFrame) -> dict[str, Any]:
-        from analysis.occlusion import accuracy_by_activation_difference
+    def export_values(self, images: dict[str, Any], details: dict[str, Any]) -> dict[str, Any]:
+        return {**super().export_values(images, details), "base_image": images.get("base")}
 
-        return {"accuracy_by_activation_difference": accuracy_by_activation_difference(frame)}
+    def analysis_extras(self, frame: pd.DataFrame) -> dict[str, Any]:
+        from analysis.occlusion import tables
+
+        return {name: table.to_dict("records") for name, table in tables(frame).items()}

@@ -241,10 +241,12 @@ def _load_occlusions(db: Session, stimulus_set_id: str):
 class OcclusionTrialBuilder(TrialBuilder):
     """The 2AFC builder's material and design logic, with occlusion trials as its trials."""
 
-    def __init__(self, config, units, occlusions, blurred):
+    def __init__(self, config, units, occlusions, blurred, geometry=None):
         super().__init__(config, units)
         self.occlusions = occlusions
         self.blurred = blurred
+        # (unit_id, batch) -> patch size and positions, from the manifest (export columns)
+        self.geometry = geometry or {}
         self.k = 9
 
     def _references(self, unit, condition: str, batch: int) -> tuple[list[str], bool]:
@@ -274,8 +276,11 @@ class OcclusionTrialBuilder(TrialBuilder):
             occ["occlusion_max"],
             occ["occlusion_min"],
         )
+        geometry = dict(self.geometry.get((unit.unit_id, batch), {}))
         if obvious:  # the unoccluded favourite against the least favoured occlusion
             q_max, a_max = base, a_base
+            geometry.pop("occlusion_max_top", None)
+            geometry.pop("occlusion_max_left", None)
         details = {
             "batch": batch,
             "fixed_first": fixed,
@@ -284,6 +289,7 @@ class OcclusionTrialBuilder(TrialBuilder):
             "activation_max": a_max,
             "activation_min": a_min,
             "activation_diff": a_max - a_min,
+            **geometry,
             **(extra or {}),
         }
         images = {"query_max": q_max, "query_min": q_min, "base": base, "references_max": refs}
@@ -296,6 +302,37 @@ class OcclusionTrialBuilder(TrialBuilder):
         return self._make(kind, unit, condition, batch, slot, extra, obvious=True)
 
 
+def _geometry(db: Session, stimulus_set_id: str) -> dict[tuple[int, int], dict[str, Any]]:
+    """(unit_id, batch) -> patch fraction and size and the two occlusions' positions, as the
+    manifest's ground truth records them."""
+    manifest = db.get(StimulusSet, stimulus_set_id).manifest.get("occlusion") or {}
+    units = {
+        (layer, index): unit_id
+        for unit_id, layer, index in db.execute(
+            select(Unit.id, Unit.layer, Unit.index).where(
+                Unit.id.in_(
+                    select(Stimulus.unit_id).where(Stimulus.stimulus_set_id == stimulus_set_id)
+                )
+            )
+        )
+    }
+    out = {}
+    for entry in manifest.get("trials", []):
+        unit_id = units.get((entry["layer"], entry["unit"]))
+        if unit_id is None:
+            continue
+        (max_top, max_left), (min_top, min_left) = entry["max_position"], entry["min_position"]
+        out[(unit_id, entry["batch"])] = {
+            "patch_fraction": manifest.get("patch_fraction"),
+            "patch_px": manifest.get("patch_px"),
+            "occlusion_max_top": max_top,
+            "occlusion_max_left": max_left,
+            "occlusion_min_top": min_top,
+            "occlusion_min_left": min_left,
+        }
+    return out
+
+
 def build_occlusion_trials(
     db: Session, config: StudyConfig, study_id: int, stimulus_set_id: str
 ) -> list[Trial]:
@@ -305,7 +342,11 @@ def build_occlusion_trials(
             "the stimulus set has no occlusion stimuli: generate it with `paradigm: occlusion`"
         )
     builder = OcclusionTrialBuilder(
-        config, load_unit_stimuli(db, stimulus_set_id), occlusions, blurred
+        config,
+        load_unit_stimuli(db, stimulus_set_id),
+        occlusions,
+        blurred,
+        _geometry(db, stimulus_set_id),
     )
     return [
         trial_row(
