@@ -15,6 +15,7 @@ from server.api import (
     admin,
     admin_api,
     admin_pages,
+    group_entry,
     health,
     home,
     participant,
@@ -98,6 +99,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(admin_api.router)
     app.include_router(stimuli_files.router)
     app.include_router(participant_pages.router)
+    app.include_router(group_entry.router)  # /g/{group}: one link for a group of studies
     app.include_router(home.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes)  # 413 unparsed

@@ -206,7 +206,7 @@ def start_session(
                 )
             )
             if existing is not None:
-                return _resume(db, existing, config), False
+                return _resume(db, existing, config, client), False
             _check_not_barred(db, config, worker_hash)
         # PostgreSQL: new arrivals for one study take turns (SQLite's writer is one at a
         # time). NO KEY UPDATE: rows referencing the study only need a key share of it.
@@ -256,7 +256,9 @@ def start_session_write(
         return result
 
 
-def _resume(db: Session, session: ParticipantSession, config: StudyConfig) -> dict[str, Any]:
+def _resume(
+    db: Session, session: ParticipantSession, config: StudyConfig, client: dict[str, Any]
+) -> dict[str, Any]:
     if session.status == "completed":
         raise Forbidden("you have already completed this study: thank you, nothing more to do")
     if session.status != "active":
@@ -269,6 +271,10 @@ def _resume(db: Session, session: ParticipantSession, config: StudyConfig) -> di
     token = new_token()
     session.token_hash = token_digest(token)
     session.last_seen_at = datetime.now(UTC)
+    if set(session.client_info or {}) <= {"user_agent", "entry"}:
+        # Claimed by a group link (server/studies/group_entry.py), which knows only the
+        # user agent: the page's first start brings the screen, window and refresh rate.
+        session.client_info = {**client, **(session.client_info or {})}
     db.flush()
     instructions = config.instructions_for(session.condition)
     return {
