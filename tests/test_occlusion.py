@@ -327,11 +327,15 @@ def test_report_and_dashboard_show_accuracy_by_activation_difference(occlusion_s
     with TestClient(create_app(settings)) as client:
         _logged_in(client, factory)
         dashboard = client.get("/admin/studies/occlusion-demo")
+        preview = client.get("/admin/studies/occlusion-demo/preview").text
     assert dashboard.status_code == 200
     table = dashboard.text[dashboard.text.index('data-testid="by-activation-difference"') :]
     assert re.search(r"<td>natural</td><td>1</td><td>[0-9.e-]+ – [0-9.e-]+</td>", table)
     assert 'data-testid="activation-difference-correlation"' in dashboard.text
     assert dashboard.text.count("data:image/png;base64,") >= 2  # by condition + by difference
+    # the researcher's preview shows the occlusion layout under the study's titles
+    assert preview.count('data-testid="preview-occlusion"') == 3
+    assert "Another Favorite Image" in preview and "Which image is more favored?" in preview
 
 
 def test_imi_report_has_no_activation_difference_section(sqlite_url, tmp_path):
@@ -348,3 +352,29 @@ def test_imi_report_has_no_activation_difference_section(sqlite_url, tmp_path):
     assert result.paradigm_tables == {}
     assert "activation_difference" not in to_html(result, frame)
     assert "by_activation_difference" not in to_json(result)
+
+
+def test_preview_and_overview_sheet_show_occlusion_trials(occlusion_study):
+    """The preview reads each trial's images by role from the seam (base, the two occluded
+    queries, the favourite references), and the contact sheet has the occlusion layout."""
+    from server.stimuli.generate import overview_path
+    from server.stimuli.overview import OCCLUSION_BLOCKS
+    from server.studies.preview import study_preview
+
+    settings, factory, study = occlusion_study
+    with session_scope(factory) as db:
+        preview = study_preview(db, study)
+        stored = db.scalars(select(Trial).where(Trial.study_id == study.id)).all()
+        stimulus_set_id = study.stimulus_set_id
+    assert preview["titles"]["references_max"] == "Favorite Images"
+    assert preview["titles"]["base"] == "Another Favorite Image"
+    assert [t["kind"] for t in preview["trials"]] == ["practice", "main", "main"]
+    for shown in preview["trials"]:
+        assert shown["type"] == "occlusion"
+        same_base = [t for t in stored if t.images["base"] == shown["base"]]
+        queries = {t.images[role] for t in same_base for role in t.choices}
+        assert len(set(shown["queries"])) == 2 and set(shown["queries"]) <= queries
+        assert shown["references_min"] == []
+    sheet = PILImage.open(overview_path(settings, stimulus_set_id))
+    columns = sum(n or 4 for *_, n in OCCLUSION_BLOCKS)  # base, max, min, 4 + 4 references
+    assert sheet.size[0] == round(columns * 1.05 * 110)

@@ -46,6 +46,14 @@ class OcclusionSection(Section):
     batch_size: int = Field(64, ge=1, le=4096, description="Occlusions per forward pass.")
     references_title: str = "Favorite Images"
     base_title: str = "Another Favorite Image"
+    practice_explanation: str = Field(
+        "The image shown in green is more favored: its grey square hides less of what the unit "
+        "responds to (look at the Favorite Images for what that is), so the unit's response "
+        "stays higher.",
+        max_length=600,
+        description="Shown with the practice feedback, beside the right image turning green "
+        "(the original's practice screens); empty for none.",
+    )
 
     @model_validator(mode="after")
     def _grid_fits(self) -> OcclusionSection:

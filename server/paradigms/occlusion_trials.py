@@ -87,6 +87,10 @@ def generate(db: Session, settings: Settings, config: StudyConfig, progress=None
         stimulus_set.manifest = {**stimulus_set.manifest, "error": message}
         db.flush()
         raise GenerationFailed(message, stimulus_set.id) from exc
+    # The contact sheet again, now with each unit's base image and its two occlusions.
+    from server.stimuli.generate import _write_overview
+
+    _write_overview(db, settings, stimulus_set.id)
     return stimulus_set
 
 

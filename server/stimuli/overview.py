@@ -4,6 +4,9 @@ One row per unit: its feature visualizations (max, then min) beside its most and
 activating natural references, each labelled with the unit's activation. Written next
 to `manifest.json` as `overview.png` at the end of generation, because a broken
 visualization (grey, saturated, or noise) is obvious to the eye and invisible in numbers.
+A set with occlusion stimuli (issue 21) shows per unit the base image, its max and min
+occlusions and the references an occlusion trial shows, so a patch that lands nowhere
+sensible is seen before launch.
 """
 
 from __future__ import annotations
@@ -19,12 +22,19 @@ from sqlalchemy.orm import Session
 from server.db.models import Stimulus, Unit
 from server.stimuli.store import ImageStore
 
-# Columns per block: (role, source, title).
+# Columns per block: (role, source, title, images shown; None: `per_block`).
 _BLOCKS = [
-    ("reference_max", "synthetic", "max visualizations"),
-    ("reference_max", "natural", "most activating photos"),
-    ("reference_min", "natural", "least activating photos"),
-    ("reference_min", "synthetic", "min visualizations"),
+    ("reference_max", "synthetic", "max visualizations", None),
+    ("reference_max", "natural", "most activating photos", None),
+    ("reference_min", "natural", "least activating photos", None),
+    ("reference_min", "synthetic", "min visualizations", None),
+]
+OCCLUSION_BLOCKS = [
+    ("base", "occlusion", "base image", 1),
+    ("occlusion_max", "occlusion", "max occlusion", 1),
+    ("occlusion_min", "occlusion", "min occlusion", 1),
+    ("reference_max", "natural", "most activating photos", None),
+    ("reference_max", "synthetic", "max visualizations", None),
 ]
 
 
@@ -40,21 +50,27 @@ def write_overview(
     ).all()
     if not rows:
         return None
+    occlusion = any(stimulus.source == "occlusion" for stimulus, _ in rows)
+    blocks = OCCLUSION_BLOCKS if occlusion else _BLOCKS
+    if occlusion:  # the base is also the top natural reference: show the ones after it
+        rows = [(s, u) for s, u in rows if not (s.source == "natural" and s.rank == 0)]
     cells: dict[tuple[str, int], dict[int, list[Stimulus]]] = defaultdict(lambda: defaultdict(list))
     for stimulus, unit in rows:
-        for block, (role, source, _title) in enumerate(_BLOCKS):
+        for block, (role, source, _title, _n) in enumerate(blocks):
             if stimulus.role == role and stimulus.source == source:
                 cells[(unit.layer, unit.index)][block].append(stimulus)
     units = list(cells)
-    n_cols = per_block * len(_BLOCKS)
+    widths = [n or per_block for *_, n in blocks]
+    starts = [sum(widths[:b]) for b in range(len(blocks))]
+    n_cols = sum(widths)
     # Figure, not pyplot: no global backend state, safe in a server thread.
     fig = Figure(figsize=(n_cols * 1.05, len(units) * 1.25 + 0.5))
     axes = fig.subplots(len(units), n_cols, squeeze=False)
     for r, key in enumerate(units):
-        for block, (_role, _source, title) in enumerate(_BLOCKS):
-            images = cells[key][block][:per_block]
-            for c in range(per_block):
-                ax = axes[r][block * per_block + c]
+        for block, (_role, _source, title, _n) in enumerate(blocks):
+            images = cells[key][block][: widths[block]]
+            for c in range(widths[block]):
+                ax = axes[r][starts[block] + c]
                 ax.set_axis_off()
                 if c < len(images):
                     file, _ = store.locate(images[c].image_sha256)

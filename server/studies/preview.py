@@ -2,7 +2,9 @@
 
 No session is created and nothing is written: the texts come from the config, the trials
 from the draft's (or live study's) trial rows, images by content address (researchers'
-pages may see hashes; participants never do).
+pages may see hashes; participants never do). A trial's images are read by role through
+the paradigm seam (its `images` map and two `choices`), so occlusion trials show their base
+image and occluded queries as the page does, under the study's own titles.
 """
 
 from __future__ import annotations
@@ -28,21 +30,36 @@ def study_preview(db: Session, study: Study) -> dict[str, Any]:
         t for t in trials if t.kind == "main"
     ][: PREVIEW_TRIALS - 1]
     order = random.Random(study.seed)  # a fixed a/b order, like a session's
+    task = config.task
+    titles = config.layout.reference_columns_titles
     return {
         "description": config.description,
         "consent": config.consent,
         "instructions": list(config.instructions),
         "n_trials": len(trials),
-        "trials": [
-            {
-                "kind": t.kind,
-                "condition": t.condition,
-                "references_max": list(t.references_max),
-                "references_min": list(t.references_min),
-                "queries": [t.query_max, t.query_min]
-                if order.random() < 0.5
-                else [t.query_min, t.query_max],
-            }
-            for t in shown
-        ],
+        "question": config.layout.question,
+        # the occlusion task's titles (its `task:` section), else the 2AFC columns'
+        "titles": {
+            "references_max": getattr(task, "references_title", None) or titles.get("max"),
+            "references_min": titles.get("min"),
+            "base": getattr(task, "base_title", None),
+        },
+        "trials": [_trial_images(t, order) for t in shown],
+    }
+
+
+def _trial_images(trial: Trial, order: random.Random) -> dict[str, Any]:
+    """A stored trial's images by role (seam: `images`, `choices`), queries in a/b order."""
+    images = trial.images or {}
+    queries = [images[role] for role in trial.choices]
+    if order.random() < 0.5:
+        queries.reverse()
+    return {
+        "kind": trial.kind,
+        "condition": trial.condition,
+        "type": trial.paradigm,
+        "base": images.get("base"),
+        "references_max": list(images.get("references_max", [])),
+        "references_min": list(images.get("references_min", [])),
+        "queries": queries,
     }

@@ -117,8 +117,8 @@ def slot_info(trial: Trial) -> SlotInfo:
         trial.kind,
         trial.condition,
         trial.unit_id or 0,
-        list(trial.references_max),
-        list(trial.references_min),
+        list(trial.images.get("references_max", [])),
+        list(trial.images.get("references_min", [])),
         bool(trial.details.get("fixed_first")),
         int(trial.details.get("batch", 0)),
     )
@@ -148,31 +148,37 @@ def build_trials(db: Session, study: Study, stimulus_set_id: str) -> None:
     )
 
 
+def _trial_images(trial: Trial) -> list[str]:
+    """Every image of a trial, from its images by role (the paradigm seam)."""
+    return [
+        sha
+        for value in trial.images.values()
+        for sha in (value if isinstance(value, list) else [value])
+    ]
+
+
+_TWO_AFC_ROLES = {"references_max", "references_min"}
+
+
+def _trial_record(trial: Trial) -> list:
+    """What pins a trial: ids are random, so its content and design position. The right
+    choice, the other, the 2AFC reference sets, then any other role (the occlusion task's
+    base image); a 2AFC trial's record is the same as before the seam (issue 21)."""
+    images, answer = trial.images, trial.answer
+    other = next(r for r in trial.choices if r != answer)
+    rest = {r: v for r, v in sorted(images.items()) if r not in {answer, other, *_TWO_AFC_ROLES}}
+    record = [trial.kind, trial.condition, trial.unit_id, trial.slot, images[answer], images[other]]
+    record += [images.get("references_max", []), images.get("references_min", [])]
+    return [*record, rest] if rest else record
+
+
 def stimulus_fingerprint(db: Session, study: Study) -> dict:
     """Hashes that pin what participants see: every trial's images and answer."""
     trials = db.scalars(
         select(Trial).where(Trial.study_id == study.id).order_by(Trial.kind, Trial.slot)
     ).all()
-    images = sorted(
-        {
-            sha
-            for t in trials
-            for sha in (t.query_max, t.query_min, *t.references_max, *t.references_min)
-        }
-    )
-    trial_records = [
-        [  # ids are random: the content and the design position pin a trial
-            t.kind,
-            t.condition,
-            t.unit_id,
-            t.slot,
-            t.query_max,
-            t.query_min,
-            t.references_max,
-            t.references_min,
-        ]
-        for t in trials
-    ]
+    images = sorted({sha for t in trials for sha in _trial_images(t)})
+    trial_records = [_trial_record(t) for t in trials]
     return {
         "n_trials": len(trials),
         "n_images": len(images),

@@ -1,6 +1,8 @@
 """A participant in Chromium through an occlusion study (issue 21): the occlusion trial
 module is loaded by `trial.type`, keyboard answers, a reload mid-way resumes at the next
-unanswered trial, then mouse answers to the end; every answer is stored once."""
+unanswered trial, then mouse answers to the end; every answer is stored once. The
+instructions end with the occlusion task's own answer page, no 2AFC comprehension check
+follows, and practice feedback carries the task's explanation."""
 
 from __future__ import annotations
 
@@ -54,10 +56,22 @@ def test_occlusion_session_keyboard_mouse_and_reload(occlusion_site, page):
     url, factory = occlusion_site
     page.goto(f"{url}/s/occlusion-demo?PROLIFIC_PID=occ-1&STUDY_ID=s&SESSION_ID=x")
     participant = Participant(page, keyboard=True)
-    participant.start()
+    participant.consent()
+    # The study's 3 instruction pages, then the occlusion module's answer page (left/right
+    # occluded copies, not the 2AFC's upper/lower), and no 2AFC comprehension check.
+    for number in (1, 2, 3):
+        expect(page.get_by_text(f"Instructions ({number} of 4)")).to_be_visible()
+        participant.press("instructions-continue")
+    answer_page = page.get_by_test_id("how-to-answer-occlusion")
+    expect(answer_page).to_contain_text("Left occluded copy")
+    expect(answer_page).to_contain_text("Which image is more favored?")
+    participant.instructions()
+    expect(page.get_by_test_id("comprehension-submit")).to_have_count(0)
     while len(participant.seen) < 3:
         participant.step()
     assert _answered(factory) == 3
+    # Practice feedback: the verdict with the original's explanation (the right copy green).
+    assert "hides less of what the unit responds to" in participant.seen[0].feedback
 
     page.reload()
     participant.keyboard = False

@@ -46,7 +46,8 @@ export function declinedScreen(study, params) {
   page("Thank you", h("div", { class: "prose", testid: "declined" }, parts));
 }
 
-function keysTable(study) {
+/** The answer keys; `where` names the two choices' places (the 2AFC task's by default). */
+export function keysTable(study, where = { a: "Upper image at the center", b: "Lower image at the center" }) {
   const levels = study.layout.confidence_levels || 3;
   const row = (query, where) => h("tr", {},
     h("th", { scope: "row" }, where),
@@ -55,7 +56,7 @@ function keysTable(study) {
     h("caption", {}, "Keys (you can also click the buttons)"),
     h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Your choice"),
       h("th", { scope: "col" }, `Confidence 1 … ${levels}`))),
-    h("tbody", {}, row("a", "Upper image at the center"), row("b", "Lower image at the center")));
+    h("tbody", {}, row("a", where.a), row("b", where.b)));
 }
 
 function howToAnswerPage(study) {
@@ -90,9 +91,10 @@ export function mainStartText(study) {
     : "From here on you will not be told whether your answers are right.");
 }
 
-/** The study's instruction pages, then the answer page; Back/Continue between them. */
-export async function instructionsScreens(study) {
-  const pages = [...(study.instructions || []).map(md), howToAnswerPage(study)];
+/** The study's instruction pages, then the answer page (the trial module's own, when it
+ * has one: `howToAnswer(study)`, else the 2AFC task's); Back/Continue between them. */
+export async function instructionsScreens(study, answerPage = null) {
+  const pages = [...(study.instructions || []).map(md), answerPage || howToAnswerPage(study)];
   let i = 0;
   while (i < pages.length) {
     const back = i > 0 ? button("Back", "instructions-back") : null;

@@ -27,6 +27,14 @@ const storageKey = sessionKey(config.slug, config.params);
 const TRIAL_TYPE = /^[a-z][a-z0-9_]{0,39}$/;
 const trialModules = new Map();
 
+/** The study's trial module's "How to answer" page, if it has one (issue 21: the occlusion
+ * task's layout differs from the 2AFC's); its trial type is the paradigm's name. */
+async function answerPageOf(study) {
+  if (!TRIAL_TYPE.test(study.paradigm || "")) return null;
+  const module = await import(`./trials/${study.paradigm}.js`).catch(() => null);
+  return module && module.howToAnswer ? module.howToAnswer(study) : null;
+}
+
 function loadTrialModule(type) {
   if (!TRIAL_TYPE.test(type || "")) throw new Error(`unknown trial type ${JSON.stringify(type)}`);
   if (!trialModules.has(type)) {
@@ -101,7 +109,8 @@ class Run {
     const started = epochMs();
     for (let attempt = 1; ; attempt++) {
       // Between participants the server adds the session's condition pages (issue 20).
-      await screens.instructionsScreens({ ...this.study, instructions: this.state.instructions || this.study.instructions });
+      const study = { ...this.study, instructions: this.state.instructions || this.study.instructions };
+      await screens.instructionsScreens(study, await answerPageOf(study));
       if (!this.study.comprehension.length) break; // the study's paradigm asks nothing
       const result = await screens.comprehensionScreen(this.study, attempt);
       this.logEvent("comprehension", { attempt, passed: result.passed, wrong: result.wrong || 0 });
@@ -212,7 +221,7 @@ class Run {
       const verdict = this.outbox.push({ id: body.idempotency_key, kind: "response", body });
       if (isPractice) this.answeredPractice.add(trial.trial_id);
       if (isPractice || showMainFeedback) {
-        await showFeedback(view, answer.choice, verdict, this.study);
+        await showFeedback(view, answer.choice, verdict, this.study, isPractice ? view.explanation : null);
       } else {
         view.queries[answer.choice].classList.add("chosen");
       }

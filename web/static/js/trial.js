@@ -141,8 +141,10 @@ const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
  * green or red with "Correct!"/"Incorrect!"; `continue` ms after that (IMI: 350 + 1150 ms
  * after the click) a Continue button.
  * `verdict` is a promise of the server's grading (the browser never knows the answer).
+ * `explanation` (practice trials of a trial module that has one, e.g. the occlusion task):
+ * the right image turns green whichever was chosen, and the text follows the verdict.
  */
-export async function showFeedback(view, choice, verdict, study) {
+export async function showFeedback(view, choice, verdict, study, explanation = null) {
   const timing = study.layout.feedback_ms || { frame: 350, continue: 1150 };
   const chosen = view.queries[choice];
   chosen.classList.add("chosen");
@@ -153,6 +155,10 @@ export async function showFeedback(view, choice, verdict, study) {
     chosen.classList.add(correct ? "correct" : "incorrect");
     feedback.textContent = correct ? "Correct!" : "Incorrect!";
     feedback.classList.add(correct ? "is-correct" : "is-incorrect");
+    if (explanation) {
+      view.queries[correct ? choice : (choice === "a" ? "b" : "a")].classList.add("correct");
+      feedback.append(" ", h("span", { class: "explanation", testid: "feedback-explanation" }, explanation));
+    }
   }
   await sleep(timing.continue);
   const next = h("button", { type: "button", class: "primary", testid: "feedback-continue" }, "Continue");

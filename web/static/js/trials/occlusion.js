@@ -9,6 +9,27 @@
 
 import { h } from "../ui.js";
 import { answerScale } from "../trial.js";
+import { feedbackSentence, keysTable } from "../screens.js";
+
+/** The instructions' "How to answer" page for this layout (left and right occluded copies). */
+export function howToAnswer(study) {
+  const task = study.task || {};
+  const levels = study.layout.confidence_levels || 3;
+  const base = task.base_title || "Another Favorite Image";
+  return h("div", { class: "prose", testid: "how-to-answer-occlusion" },
+    h("h2", {}, "How to answer"),
+    h("p", {}, `Each trial asks: “${study.layout.question}”`),
+    h("p", {}, `Under “${base}” you see two copies of that image, each with a grey square `
+      + "hiding a different part. Choose the copy the unit still favours more: hiding the part "
+      + "it cares about lowers its response most. "
+      + `Click one of the buttons ${levels} … 1 under the left copy or 1 … ${levels} under the `
+      + `right copy. The number says how confident you are: 1 = not sure, ${levels} = very confident.`),
+    h("p", {}, `Where “${task.references_title || "Favorite Images"}” are shown beside it, they `
+      + "tell you what the unit responds to strongly."),
+    keysTable(study, { a: "Left occluded copy", b: "Right occluded copy" }),
+    h("p", {}, `The buttons can be used after ${((study.layout.answer_delay_ms ?? 1500) / 1000).toFixed(1)} s. `
+      + feedbackSentence(study)));
+}
 
 function favorites(title, images) {
   const columns = Math.max(1, Math.ceil(Math.sqrt(images.length)));
@@ -52,5 +73,6 @@ export function buildTrial(trial, images, study) {
         h("div", { class: "occluded" }, queryB, scaleB)))),
   h("p", { class: "feedback", testid: "feedback", role: "status", "aria-live": "polite" }));
   root.style.setProperty("--max-image-px", `${layout.max_image_px || 224}px`);
-  return { root, queries: { a: queryA, b: queryB } };
+  // Practice feedback (shared engine): the right copy turns green, with the task's explanation.
+  return { root, queries: { a: queryA, b: queryB }, explanation: task.practice_explanation || null };
 }
