@@ -101,6 +101,7 @@ def test_comprehension_follows_the_paradigm():
     # `comprehension: []` turns the check off for a 2AFC study too (IMI's own design).
     assert comprehension_questions(parse_study_yaml(_yaml("occlusion-demo.yaml"))) == []
     assert comprehension_questions(parse_study_yaml(_yaml(comprehension=[]))) == []
+    assert comprehension_questions(parse_study_yaml(_yaml("imi2023-natural.yaml"))) == []
 
 
 def test_served_study_carries_the_settings(live_study):
