@@ -16,9 +16,13 @@ Ray actors through `server.stimuli.visualize.chunk_executor`.
   torch threads it renders with; there is one actor per GPU or per that many CPUs the
   cluster offers, at most one per chunk.
 - Threads: on CPU, a convolution's result depends on how many threads split it (measured:
-  Lite0's input gradient differs by up to 0.03 between 1 and 2 threads), so actors render
-  with the driver's torch thread count (`torch.get_num_threads()`, or `threads`): the
-  same study, seeds, device type and thread count give the same stimulus hashes.
+  Lite0's input gradient differs by up to 0.03 between 1 and 2 threads), so every chunk
+  renders with the study's `fv.cpu_threads` torch threads, in an actor as in the local
+  runner (server/stimuli/cpu_chunks.py), and an actor reserves that many CPUs: the same
+  study, seeds and device type give the same stimulus hashes on any machine.
+- Scheduling: chunks go to whichever actor is free (`ray.util.ActorPool`), so cheap
+  early-layer chunks and dear deep ones keep every actor busy; `warm_up` starts the actors
+  (and lets a benchmark time their start-up apart from rendering).
 - Worker loss: actors restart (`max_restarts`) and their pending calls are retried
   (`max_task_retries`); a restarted actor loads the models again.
 
@@ -73,6 +77,7 @@ class _ChunkRenderer:
     def __init__(self, device: str, threads: int):
         import torch
 
+        # Chunks set their own count (fv.cpu_threads); this one covers loading the models.
         torch.set_num_threads(max(1, threads))
         self.device = device
         self.key: str | None = None
@@ -106,6 +111,12 @@ class _ChunkRenderer:
         chunk, config, seed, max_steps, n_entries = task
         return _render_chunk(render, measure, chunk, config, seed, max_steps, n_entries)
 
+    def render_indexed(
+        self, key: str, refs: list, index: int, task: tuple
+    ) -> tuple[int, list[Visualization]]:
+        """`render`, tagged with the chunk's place (results arrive in finishing order)."""
+        return index, self.render(key, refs, task)
+
 
 class RayChunkExecutor:
     """`ChunkExecutor` on a Ray cluster (see the module docstring)."""
@@ -130,12 +141,13 @@ class RayChunkExecutor:
         self._key: str | None = None
         self._refs: list | None = None
 
-    def _threads(self) -> int:
-        import torch
+    def _threads(self, config: FVConfig | None = None) -> int:
+        """CPUs an actor reserves on a CPU cluster: the torch threads a chunk renders with."""
+        if self.threads:
+            return self.threads
+        return config.cpu_threads if config is not None else 1
 
-        return self.threads or torch.get_num_threads()
-
-    def _actor_count(self, n_tasks: int, gpu: bool) -> int:
+    def _actor_count(self, n_tasks: int, gpu: bool, threads: int) -> int:
         resources = self.ray.cluster_resources()
         offered = int(resources.get("GPU", 0)) if gpu else int(resources.get("CPU", 1))
         if gpu and offered == 0:
@@ -143,24 +155,33 @@ class RayChunkExecutor:
                 "device is cuda but the Ray cluster has no GPU: start workers with GPUs "
                 "(ray start --num-gpus N) or set PSYCHINTERP_DEVICE=cpu"
             )
-        count = max(1, offered // (1 if gpu else self._threads()))
+        count = max(1, offered // (1 if gpu else threads))
         return min(count, n_tasks, self.max_actors or count)
 
-    def _ensure_actors(self, count: int, device: str) -> None:
+    def _ensure_actors(self, count: int, device: str, threads: int) -> None:
         gpu = device.startswith("cuda")
         options = {
             "num_gpus": 1 if gpu else 0,
-            "num_cpus": 1 if gpu else self._threads(),
+            "num_cpus": 1 if gpu else threads,
             "max_restarts": self.max_retries,
             "max_task_retries": self.max_retries,
         }
         actor_class = self.ray.remote(_ChunkRenderer)
         new = [
-            actor_class.options(**options).remote(device, self._threads())
+            actor_class.options(**options).remote(device, threads)
             for _ in range(count - len(self.actors))
         ]
         self.pids += self.ray.get([actor.pid.remote() for actor in new])
         self.actors += new
+
+    def warm_up(self, n_tasks: int, config: FVConfig | None = None) -> int:
+        """Start the actors `n_tasks` chunks would use now (job start, or a benchmark timing
+        start-up apart); returns how many there are."""
+        device = self.device or "cpu"
+        threads = self._threads(config)
+        gpu = device.startswith("cuda")
+        self._ensure_actors(self._actor_count(n_tasks, gpu, threads), device, threads)
+        return len(self.actors)
 
     def actor_pids(self) -> list[int]:
         return self.ray.get([actor.pid.remote() for actor in self.actors])
@@ -172,26 +193,32 @@ class RayChunkExecutor:
         tasks: list[tuple[list[Group], FVConfig, int, int, int]],
         done: Callable[[int], None],
     ) -> list[list[Visualization]]:
+        from ray.util import ActorPool
+
         device = self.device or measure_model.device.type
-        self._ensure_actors(self._actor_count(len(tasks), device.startswith("cuda")), device)
+        threads = self._threads(tasks[0][1] if tasks else None)
+        count = self._actor_count(len(tasks), device.startswith("cuda"), threads)
+        self._ensure_actors(count, device, threads)
         key = f"{id(render_model)}:{id(measure_model)}"
         if key != self._key:  # one put per model pair, shared by every actor
             cpu = [_on_cpu(render_model), _on_cpu(measure_model)]
             self._refs, self._key = [self.ray.put(tuple(cpu))], key
-        futures = [
-            self.actors[i % len(self.actors)].render.remote(key, self._refs, task)
-            for i, task in enumerate(tasks)
-        ]
+        pool = ActorPool(self.actors)
+        refs = self._refs
+        results: list[list[Visualization]] = [[] for _ in tasks]
         self.completed = 0
-        pending = list(futures)
-        while pending:
-            ready, pending = self.ray.wait(pending, num_returns=1)
-            self.completed += len(ready)
-            done(self.completed)
         try:
-            return self.ray.get(futures)
+            # A free actor takes the next chunk; results come back as chunks finish.
+            for index, rendered in pool.map_unordered(
+                lambda actor, item: actor.render_indexed.remote(key, refs, *item),
+                list(enumerate(tasks)),
+            ):
+                results[index] = rendered
+                self.completed += 1
+                done(self.completed)
         except self.ray.exceptions.RayError as exc:
             raise AppError(f"a Ray worker failed rendering feature visualizations: {exc}") from exc
+        return results
 
     def shutdown(self) -> None:
         """Free the actors' CPUs/GPUs (the next job starts its own)."""

@@ -98,6 +98,24 @@ class FVConfig(BaseModel):
         description="On CUDA, capture each optimisation step once as a CUDA graph and replay "
         "it (same maths, far fewer kernel launches); falls back to eager with a warning.",
     )
+    cpu_threads: int = Field(
+        1,
+        ge=1,
+        le=256,
+        description="On CPU, torch threads per chunk while rendering and measuring. CPU "
+        "results (hence stimulus hashes) depend on this count, so it is part of the study, "
+        "not of the machine. 1: small batches gain little from threads, and on a busy "
+        "machine OpenMP's waiting threads made 2 threads 3-9x slower than 1 (README).",
+    )
+    cpu_workers: int | None = Field(
+        None,
+        ge=1,
+        le=256,
+        description="On CPU, chunks rendered side by side in this many threads of the "
+        "process, each with cpu_threads torch threads and its own copy of the network "
+        "(same pixels as one after the other); null: the process's torch thread count "
+        "divided by cpu_threads.",
+    )
     early_stop: bool = True
     stop_rule: Literal["objective_plateau", "gradient_norm"] = Field(
         "objective_plateau",

@@ -31,6 +31,7 @@ from lucent.optvis.param.spatial import rfft2d_freqs
 from torch import nn
 
 from server.errors import AppError
+from server.stimuli.cpu_chunks import CpuChunkExecutor, cpu_worker_count, torch_threads
 from server.stimuli.folding import fold_for_rendering
 from server.stimuli.models import LoadedModel
 from server.stimuli.units import LayerCapture, UnitRef, reduce_units
@@ -335,6 +336,9 @@ def render_visualizations(
     pending = _chunks(groups, batch_size, split_layers)
     total = len(groups) * max_steps
     executor = _CHUNK_EXECUTOR.get()
+    if executor is None and model.device.type == "cpu":
+        workers = cpu_worker_count(config, len(pending))
+        executor = CpuChunkExecutor(workers) if workers > 1 else None
     if executor is not None:
         pending = _render_elsewhere(
             executor, render_model, model, pending, results, chunk_cache, progress, total,
@@ -607,8 +611,26 @@ def _render_chunk(
     """Optimise one batch of groups; transform draws are made for all `n_entries` each step.
 
     `model` renders (it may be the folded copy); `measure_model` is the model the natural
-    exemplars were measured with, so the validity rule compares like with like.
+    exemplars were measured with, so the validity rule compares like with like. On CPU
+    both run with `fv.cpu_threads` torch threads (cpu_chunks.py).
     """
+    threads = config.cpu_threads if model.device.type == "cpu" else None
+    with torch_threads(threads):
+        return _optimise_chunk(
+            model, measure_model, chunk, config, seed, max_steps, n_entries, on_step
+        )
+
+
+def _optimise_chunk(
+    model: LoadedModel,
+    measure_model: LoadedModel,
+    chunk: list[Group],
+    config: FVConfig,
+    seed: int,
+    max_steps: int,
+    n_entries: int,
+    on_step: Callable[[int], None] | None,
+) -> list[Visualization]:
     graphs = _use_cuda_graphs(model, config, max_steps)
     history: list[torch.Tensor] = []
     step = 0
