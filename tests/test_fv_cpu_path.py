@@ -24,17 +24,17 @@ LAYERS = ["_blocks.1", "_blocks.4"]
 
 
 def _config(**overrides) -> FVConfig:
-    base = dict(
-        steps=8,
-        image_size=32,
-        render_size=64,
-        n_diverse=0,
-        batch_size=2,
-        early_stop=False,
-        pad=4,
-        jitter=2,
-        jitter_after=1,
-    )
+    base = {
+        "steps": 8,
+        "image_size": 32,
+        "render_size": 64,
+        "n_diverse": 0,
+        "batch_size": 2,
+        "early_stop": False,
+        "pad": 4,
+        "jitter": 2,
+        "jitter_after": 1,
+    }
     return FVConfig(**(base | overrides))
 
 
