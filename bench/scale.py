@@ -1,21 +1,30 @@
 """Generation wall time: the local runner vs the Ray runner (issue 24).
 
 The same small study (EfficientNet-Lite0, feature visualizations on, SQLite, a fresh data
-dir) is generated twice: once in this process (the local runner) and once with its
-feature-visualization chunks on a local Ray cluster of `--ray-cpus` CPUs. Both render with
-`--threads` torch threads (default 1; Ray actors take the driver's count, so each asks for
-that many CPUs): CPU convolutions give other bits with another thread count, and the
-runners must give the same stimulus hashes. Natural-image activations are collected once beforehand (a
-warm-up generation without visualizations), so both timed runs do the same work. Both
-runs must give the same stimulus hashes. Prints both times, units per minute and the
-ratio (goal on a 2-core machine with 2 Ray workers: >= 1.6x).
+dir) is generated three times: in this process with one chunk at a time (`fv.cpu_workers:
+1`, the single-process baseline), in this process with its default CPU path (chunks side
+by side in threads, server/stimuli/cpu_chunks.py), and with its feature-visualization
+chunks on a local Ray cluster of `--ray-cpus` CPUs. Every chunk renders with
+`fv.cpu_threads` torch threads (`--cpu-threads`, default 1) wherever it runs, so the three
+must give the same stimulus hashes, and each Ray actor reserves that many CPUs (2 CPUs,
+1 thread: 2 actors, no oversubscription).
+
+Ray's start-up is timed apart: `ray.init` and starting the actors (`warm_up`) come before
+the timed run and are reported as `ray_startup_s`; the timed run includes each actor's one
+model load. Natural-image activations are collected once beforehand (a warm-up generation
+without visualizations), so every timed run does the same work. Prints the times, units
+per minute and the ratios (goal on a 2-core machine with 2 Ray workers: >= 1.6x over the
+single-process baseline). The load average is printed before and after: the development
+machine is shared.
 
     python bench/scale.py [--units 4] [--steps 64] [--ray-cpus 2] [--device cpu|cuda]
+        [--cpu-threads 1] [--threads N]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -61,7 +70,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=64)
     parser.add_argument("--ray-cpus", type=int, default=2)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads per renderer")
+    parser.add_argument("--cpu-threads", type=int, default=1, help="fv.cpu_threads")
+    parser.add_argument("--threads", type=int, default=None, help="this process's threads")
     args = parser.parse_args()
 
     import ray
@@ -74,45 +84,65 @@ def main() -> None:
     from server.stimuli.generate import GenerationConfig, generate_stimuli
     from server.stimuli.visualize import chunk_executor
 
-    torch.set_num_threads(args.threads)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    print(f"load average before: {os.getloadavg()}", file=sys.stderr)
     workdir = Path(tempfile.mkdtemp(prefix="scale-bench-"))
     url = f"sqlite:///{workdir / 'bench.db'}"
     settings = Settings(database_url=url, data_dir=workdir / "data", device=args.device)
     upgrade_database(url)
     factory = make_session_factory(make_engine(url))
-    config = GenerationConfig.model_validate(study_config(args.units, args.steps, args.device))
+    raw = study_config(args.units, args.steps, args.device)
+    raw["fv"]["cpu_threads"] = args.cpu_threads
+    config = GenerationConfig.model_validate(raw)
+    one_at_a_time = config.model_copy(
+        update={"fv": config.fv.model_copy(update={"cpu_workers": 1})}
+    )
     natural = config.model_copy(update={"fv": config.fv.model_copy(update={"enabled": False})})
     with session_scope(factory) as db:  # warm-up: demo pool + activation cache
         generate_stimuli(db, settings, natural)
     n_units = len(config.layers) * args.units
 
-    def timed(executor) -> tuple[float, list[str]]:
+    def timed(executor, study: GenerationConfig = config) -> tuple[float, list[str]]:
         began = time.perf_counter()
         with session_scope(factory) as db, chunk_executor(executor):
-            stimulus_set = generate_stimuli(db, settings, config)
+            stimulus_set = generate_stimuli(db, settings, study)
             found = hashes(db, stimulus_set.id)
         return time.perf_counter() - began, found
 
+    def rate(seconds: float) -> float:
+        return n_units / seconds * 60
+
+    single_s, single_hashes = timed(None, one_at_a_time)
+    print(f"local, one chunk at a time: {single_s:.1f} s", file=sys.stderr)
     local_s, local_hashes = timed(None)
-    print(f"local: {local_s:.1f} s, {n_units / local_s * 60:.1f} units/min", file=sys.stderr)
+    print(f"local, chunks side by side: {local_s:.1f} s", file=sys.stderr)
+    began = time.perf_counter()
     ray.init(num_cpus=args.ray_cpus, include_dashboard=False, log_to_driver=False)
     try:
         executor = RayChunkExecutor(address="local", device=args.device)
+        actors = executor.warm_up(10_000, config.fv)
+        startup_s = time.perf_counter() - began
         ray_s, ray_hashes = timed(executor)
         executor.shutdown()
     finally:
         ray.shutdown()
-    same = local_hashes == ray_hashes
+    same = single_hashes == local_hashes == ray_hashes
     print(
-        f"units={n_units} steps={args.steps} device={args.device} threads={args.threads} "
-        f"ray_cpus={args.ray_cpus}\n"
-        f"local_s={local_s:.1f} ray_s={ray_s:.1f} "
-        f"local_units_per_min={n_units / local_s * 60:.1f} "
-        f"ray_units_per_min={n_units / ray_s * 60:.1f}\n"
-        f"ratio={local_s / ray_s:.2f}x (goal >= 1.6x) same_hashes={same}"
+        f"units={n_units} steps={args.steps} device={args.device} "
+        f"cpu_threads={args.cpu_threads} process_threads={torch.get_num_threads()} "
+        f"ray_cpus={args.ray_cpus} ray_actors={actors} load_after={os.getloadavg()}\n"
+        f"single_s={single_s:.1f} local_s={local_s:.1f} ray_s={ray_s:.1f} "
+        f"ray_startup_s={startup_s:.1f} (apart)\n"
+        f"units_per_min single={rate(single_s):.1f} local={rate(local_s):.1f} "
+        f"ray={rate(ray_s):.1f}\n"
+        f"ratio_local_vs_single={single_s / local_s:.2f}x "
+        f"ratio_ray_vs_local={local_s / ray_s:.2f}x\n"
+        f"ratio={single_s / ray_s:.2f}x (Ray vs one chunk at a time; goal >= 1.6x) "
+        f"same_hashes={same}"
     )
     if not same:
-        raise SystemExit("the Ray runner's stimulus hashes differ from the local runner's")
+        raise SystemExit("the runners' stimulus hashes differ")
 
 
 if __name__ == "__main__":
