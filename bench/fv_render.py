@@ -6,15 +6,24 @@ no diversity, network input 224 (lucent upsamples small images to 224; we render
 model's input size). Both renderers are warmed up (a 2-step render each) before timing,
 so one-off costs (CUDA context, cuDNN handles, module loading) stay out of both figures.
 
-Usage: python bench/fv_render.py [--steps 32] [--device cpu|cuda|cuda:1]
+Usage: python bench/fv_render.py [--steps 32] [--device cpu|cuda|cuda:1] [--runs 3]
+    [--threads N] [--old-path]
 On CUDA it also times our renderer without CUDA graphs (`ours_eager_s`). It prints the
-network FLOP ratio too (what skipped work alone would give). Last line:
-speedup_vs_lucent=X.XX
+network FLOP ratio too (what skipped work alone would give).
+
+`--runs`: ours and lucent alternate that many times (on a shared machine the load moves,
+so the two are timed side by side, run by run); the last line is the median ratio:
+speedup_vs_lucent=X.XX. `--threads`: the process's torch threads, which lucent uses; ours
+renders each chunk with `fv.cpu_threads` (1) threads and runs chunks side by side
+(`fv.cpu_workers`, default threads // cpu_threads). With `--threads 1` both run on one
+thread, the like-for-like figure. `--old-path` also times ours as it rendered before (all
+of the process's threads per chunk, one chunk at a time) in each run.
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
 
 import torch
@@ -33,7 +42,10 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_ours(model, units, steps: int, cuda_graphs: bool = True) -> tuple[float, list]:
+def time_ours(
+    model, units, steps: int, cuda_graphs: bool = True, old_path: bool = False
+) -> tuple[float, list]:
+    cpu = {"cpu_threads": torch.get_num_threads(), "cpu_workers": 1} if old_path else {}
     config = FVConfig(
         steps=steps,
         image_size=128,
@@ -41,6 +53,7 @@ def time_ours(model, units, steps: int, cuda_graphs: bool = True) -> tuple[float
         batch_size=8,
         early_stop=False,
         cuda_graphs=cuda_graphs,
+        **cpu,
     )
     _sync(model.device)
     start = time.perf_counter()
@@ -100,7 +113,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=32)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=None, help="process torch threads")
+    parser.add_argument("--old-path", action="store_true", help="also time the old CPU path")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     model = load_model("efficientnet-lite0", args.device)
     # lucent leaves its hooks (holding graph tensors) on the model it renders: own copy.
     lucent_model = load_model("efficientnet-lite0", args.device)
@@ -108,13 +126,22 @@ def main() -> None:
 
     time_ours(model, units, 2)  # warm-up
     time_lucent(lucent_model, units[:1], 2)
-    ours_s, ours = time_ours(model, units, args.steps)
-    lucent_s = time_lucent(lucent_model, units, args.steps)
-    gains = [float(v.history[-4:].mean() - v.history[:4].mean()) for v in ours]
     print(
         f"units={len(units)} steps={args.steps} size=128 device={model.device} "
-        f"threads={torch.get_num_threads()}"
+        f"threads={torch.get_num_threads()} (lucent's; ours: fv.cpu_threads=1 per chunk)"
     )
+    ratios, old_ratios = [], []
+    for run in range(1, args.runs + 1):
+        ours_s, ours = time_ours(model, units, args.steps)
+        lucent_s = time_lucent(lucent_model, units, args.steps)
+        ratios.append(lucent_s / ours_s)
+        line = f"run {run}: ours_s={ours_s:.2f} lucent_s={lucent_s:.2f} ratio={ratios[-1]:.2f}"
+        if args.old_path and model.device.type == "cpu":
+            old_s, _ = time_ours(model, units, args.steps, old_path=True)
+            old_ratios.append(old_s / ours_s)
+            line += f" old_path_s={old_s:.2f} new_vs_old={old_ratios[-1]:.2f}"
+        print(line, flush=True)
+    gains = [float(v.history[-4:].mean() - v.history[:4].mean()) for v in ours]
     if model.device.type == "cuda":
         eager_s, eager = time_ours(model, units, args.steps, cuda_graphs=False)
         _, eager_again = time_ours(model, units, args.steps, cuda_graphs=False)
@@ -125,7 +152,9 @@ def main() -> None:
         )
     print(f"ours_s={ours_s:.2f} lucent_s={lucent_s:.2f} ours_objective_gain_min={min(gains):.2f}")
     print(f"network_flop_ratio={network_flop_ratio(model, units):.2f}")
-    print(f"speedup_vs_lucent={lucent_s / ours_s:.2f}")
+    if old_ratios:
+        print(f"new_path_vs_old_median={statistics.median(old_ratios):.2f}")
+    print(f"speedup_vs_lucent={statistics.median(ratios):.2f}")
 
 
 if __name__ == "__main__":
