@@ -136,7 +136,7 @@ def plot_accuracy_by_difference(table: pd.DataFrame, chance: float = 0.5) -> Fig
     ax.set_ylim(-0.02, 1.02)
     ax.set_ylabel("proportion correct")
     ax.set_title("Accuracy by activation difference")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="best")
     return figure
 
 

@@ -15,7 +15,7 @@ import pytest
 import torch
 import yaml
 from PIL import Image as PILImage
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from server.app import create_app
 from server.config import Settings
@@ -378,3 +378,31 @@ def test_preview_and_overview_sheet_show_occlusion_trials(occlusion_study):
     sheet = PILImage.open(overview_path(settings, stimulus_set_id))
     columns = sum(n or 4 for *_, n in OCCLUSION_BLOCKS)  # base, max, min, 4 + 4 references
     assert sheet.size[0] == round(columns * 1.05 * 110)
+
+
+def test_generation_job_on_sqlite_finishes(tmp_path, study_data_dir):
+    """As `psychinterp study generate` and the dashboard run it: a job with progress rows.
+    The occlusion step runs after the stimulus set is written; on SQLite a progress write
+    then would wait for that transaction's lock ("database is locked")."""
+    from server.db.migrate import upgrade_database
+    from server.db.models import Job
+    from server.jobs import service as jobs
+    from server.jobs.runner import work_once
+    from server.studies.service import create_study
+
+    url = f"sqlite:///{tmp_path / 'job.db'}"
+    settings = Settings(database_url=url, data_dir=study_data_dir, secret_key="test-secret-key")
+    upgrade_database(url)
+    engine = make_engine(url)
+    factory = make_session_factory(engine)
+    text = _occlusion_yaml().replace("slug: occlusion-demo", "slug: occlusion-job")
+    with session_scope(factory) as db:
+        study = create_study(db, settings, text, "occ.yaml")
+        job = jobs.submit_job(db, "generate_study", {"slug": "occlusion-job"}, study.id)
+    assert work_once(factory, settings, "test:occlusion") == "succeeded"
+    with session_scope(factory) as db:
+        done = db.get(Job, job.id)
+        assert done.status == "succeeded", done.error
+        assert "store images: started" in done.log_tail
+        assert db.scalar(select(func.count()).select_from(Trial)) > 0
+    engine.dispose()

@@ -35,7 +35,7 @@ from server.errors import AppError
 from server.paradigms.base import trial_row
 from server.stimuli.generate import GenerationFailed, generate_stimuli, write_manifest
 from server.stimuli.occlusion import occlude_unit
-from server.stimuli.store import ImageStore
+from server.stimuli.storage import ImageStorage, open_image_store
 from server.stimuli.units import UnitRef
 from server.studies.schema import StudyConfig
 from server.studies.trials import TrialBuilder, load_unit_stimuli
@@ -44,7 +44,7 @@ CHOICES = ("query_max", "query_min")
 N_MIXED_SYNTHETIC = 4  # the paper's mixed condition: 5 natural + 4 synthetic
 
 
-def _put(db: Session, store: ImageStore, pixels: np.ndarray, kind: str) -> str:
+def _put(db: Session, store: ImageStorage, pixels: np.ndarray, kind: str) -> str:
     stored = store.put(pixels, "png")
     if db.get(Image, stored.sha256) is None:
         db.add(
@@ -60,7 +60,7 @@ def _put(db: Session, store: ImageStore, pixels: np.ndarray, kind: str) -> str:
     return stored.sha256
 
 
-def _pixels(store: ImageStore, sha: str, side: int, min_px: int = 1) -> np.ndarray:
+def _pixels(store: ImageStorage, sha: str, side: int, min_px: int = 1) -> np.ndarray:
     path, _ = store.locate(sha)
     if path is None:
         raise AppError(f"stimulus image {sha[:12]} is missing from the store")
@@ -78,6 +78,11 @@ def _pixels(store: ImageStore, sha: str, side: int, min_px: int = 1) -> np.ndarr
 def generate(db: Session, settings: Settings, config: StudyConfig, progress=None) -> StimulusSet:
     """The usual stimulus set plus its occlusions (see the module doc)."""
     stimulus_set = generate_stimuli(db, settings, config.generation, progress=progress)
+    # The stimulus set is written (not committed) now. On SQLite that transaction holds the
+    # database's only write lock, so a job's progress row could not be saved until it ends
+    # ("database is locked"): the occlusion step reports progress on other databases only.
+    if progress is not None and db.get_bind().dialect.name == "sqlite":
+        progress = None
     try:
         with db.begin_nested():
             add_occlusions(db, settings, config, stimulus_set, progress)
@@ -100,7 +105,7 @@ def add_occlusions(
     from server.stimuli.models import load_model
 
     task = config.task
-    store = ImageStore(settings.stimuli_dir)
+    store = open_image_store(settings)  # local directory, or S3 with a local copy (issue 24)
     rows = db.execute(
         select(Stimulus, Unit.layer, Unit.index, VisionModel.name)
         .join(Unit, Unit.id == Stimulus.unit_id)

@@ -1,12 +1,18 @@
 """Screenshots of the participant pages for the README, from the real demo study.
 
     python -m tests.e2e.make_screenshots [OUT_DIR]
+    python -m tests.e2e.make_screenshots --occlusion
+
 
 Generates `server/demo_study.yaml` into a temporary directory (real model, demo photos),
 serves it, walks a participant through it in Chromium and saves landing, trial and end
 screens at 1280×800 into docs/screenshots/; OUT_DIR gets those, the instruction and
 comprehension pages, and 1920×1080 copies, for checking the layout by eye. The trial screenshot also becomes the example
 image the instructions show (web/static/img/example-trial.jpg).
+
+`--occlusion` generates studies/occlusion-demo.yaml instead (issue 21) and saves its first
+trial with Favorite Images, and a practice trial's feedback with the task's explanation,
+as docs/screenshots/participant-occlusion-trial.png and participant-occlusion-feedback.png.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ import tempfile
 from pathlib import Path
 
 from PIL import Image
-from playwright.sync_api import sync_playwright
+from playwright.sync_api import expect, sync_playwright
 
 from server.app import create_app
 from server.config import Settings
@@ -58,6 +64,55 @@ def _walk(browser, url: str, out: Path, suffix: str, size: tuple[int, int]) -> N
     page.close()
 
 
+def _occlusion_walk(browser, url: str) -> None:
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    page.goto(url)
+    participant = Participant(page)
+    participant.start()
+    feedback_taken = trial_taken = in_main = False
+    while not (trial_taken and feedback_taken) and participant.current_screen() != "end":
+        screen = participant.current_screen()
+        in_main = in_main or screen == "main-start"
+        shows_references = page.locator(".references-max").count() > 0
+        if screen == "trial" and in_main and not trial_taken and shows_references:
+            page.get_by_test_id("choice-a-1").wait_for()
+            page.wait_for_timeout(2000)  # past the answer delay: buttons shown enabled
+            page.screenshot(path=DOCS / "participant-occlusion-trial.png")
+            trial_taken = True
+        if screen == "trial" and not feedback_taken:  # practice comes first: its feedback
+            expect(page.get_by_test_id("choice-a-3")).to_be_enabled()
+            page.get_by_test_id("choice-a-3").click()
+            page.get_by_test_id("feedback-continue").wait_for()
+            page.screenshot(path=DOCS / "participant-occlusion-feedback.png")
+            page.get_by_test_id("feedback-continue").click()
+            feedback_taken = True
+            continue
+        participant.step()
+    page.close()
+
+
+def occlusion_main() -> None:
+    """The occlusion demo's trial and practice feedback (README, occlusion section)."""
+    from server.studies.service import setup_study_from_file
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        settings = Settings(
+            database_url=f"sqlite:///{root / 'occ.db'}", data_dir=root / "data", secret_key="x"
+        )
+        upgrade_database(settings.database_url)
+        engine = make_engine(settings.database_url)
+        with session_scope(make_session_factory(engine)) as db:
+            study = setup_study_from_file(db, settings, REPO / "studies" / "occlusion-demo.yaml")
+            slug = study.slug
+        engine.dispose()
+        DOCS.mkdir(parents=True, exist_ok=True)
+        with serve(create_app(settings)) as url, sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            _occlusion_walk(browser, f"{url}/s/{slug}")
+            browser.close()
+
+
 def main(extra_dir: Path) -> None:
     from server.studies.service import setup_study_from_file
 
@@ -87,4 +142,7 @@ def main(extra_dir: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]) if len(sys.argv) > 1 else Path(tempfile.gettempdir()) / "screens")
+    if sys.argv[1:] == ["--occlusion"]:
+        occlusion_main()
+    else:
+        main(Path(sys.argv[1]) if len(sys.argv) > 1 else Path(tempfile.gettempdir()) / "screens")
