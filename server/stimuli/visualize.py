@@ -50,7 +50,8 @@ class ChunkExecutor(Protocol):
     max_steps, n_entries)` tuple per chunk, and returns each chunk's visualizations in the
     same order, exactly as `_render_chunk` would: chunks are independent and every random
     draw is keyed by entry, so where a chunk renders does not change its pixels.
-    `done(n)` is called as chunks finish (progress).
+    `done(i, visualizations)` is called in the caller's thread as task i finishes (the
+    chunk is cached and progress reported then, so a killed job keeps finished chunks).
     """
 
     def render_chunks(
@@ -58,7 +59,7 @@ class ChunkExecutor(Protocol):
         render_model: LoadedModel,
         measure_model: LoadedModel,
         tasks: list[tuple[list[Group], FVConfig, int, int, int]],
-        done: Callable[[int], None],
+        done: Callable[[int, list[Visualization]], None],
     ) -> list[list[Visualization]]: ...
 
 
@@ -407,20 +408,22 @@ def _render_elsewhere(
             results.extend(cached)
     if not todo:
         return []
-    n_cached = len(results)
+    groups_done = len(results)
 
-    def done(n: int) -> None:
+    def done(index: int, visualizations: list[Visualization]) -> None:
+        nonlocal groups_done
+        if chunk_cache is not None:
+            chunk_cache.put((model, todo[index], *fixed), visualizations)
+        groups_done += len(todo[index])
         if progress is not None:
-            progress(
-                "visualizations", (n_cached + sum(len(c) for c in todo[:n])) * max_steps, total
-            )
+            progress("visualizations", groups_done * max_steps, total)
 
+    if progress is not None:  # the step is visualizations from now, not at the first chunk
+        progress("visualizations", groups_done * max_steps, total)
     rendered = executor.render_chunks(
         render_model, model, [(chunk, *fixed) for chunk in todo], done
     )
-    for chunk, visualizations in zip(todo, rendered, strict=True):
-        if chunk_cache is not None:
-            chunk_cache.put((model, chunk, *fixed), visualizations)
+    for visualizations in rendered:
         results.extend(visualizations)
     if progress is not None:
         progress("visualizations", len(results) * max_steps, total)
