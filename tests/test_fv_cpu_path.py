@@ -95,3 +95,12 @@ def test_one_thread_path_is_faithful_to_the_two_thread_render(setup) -> None:
 
     assert decisions(fast) == decisions(reference)
     assert any(decisions(reference)), "no unit valid: the comparison would not test anything"
+
+
+def test_bad_cpu_settings_say_what_is_wrong() -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="cpu_threads"):
+        FVConfig(cpu_threads=0)
+    with pytest.raises(ValidationError, match="cpu_workers"):
+        FVConfig(cpu_workers=0)
