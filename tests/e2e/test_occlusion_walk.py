@@ -84,4 +84,6 @@ def test_occlusion_session_keyboard_mouse_and_reload(occlusion_site, page):
     expect(page.get_by_role("heading", name="Which image is more favored?")).to_be_visible()
     expect(page.locator(".trial-occlusion")).to_have_count(1)
     participant.finish()
+    # no feedback on main trials: not even a running score (layout.show_running_score: false)
+    expect(page.locator("#score")).to_have_text("")
     assert _answered(factory) == len(participant.seen)

@@ -54,7 +54,14 @@ export function buildTrial(trial, images, study) {
   const queryB = h("figure", { class: "query query-b" }, images.query_b);
   const scaleA = answerScale("a", levels);
   scaleA.querySelector(".scale-buttons").style.flexDirection = "row-reverse"; // 3 2 1 | 1 2 3
+  scaleA.querySelector(".more-confident").textContent = "← More confident"; // pointing outward
   const scaleB = answerScale("b", levels);
+  scaleB.style.flexDirection = "column"; // both under their image (the 2AFC's b sits above)
+  for (const element of [scaleA, scaleB, ...scaleA.children[0].children, ...scaleB.children[0].children]) {
+    // side by side here: the shared scale's labels say upper/lower (the 2AFC layout)
+    const label = element.getAttribute("aria-label") || "";
+    element.setAttribute("aria-label", label.replace("upper", "left").replace("lower", "right"));
+  }
   const refs = images.references_max || [];
   const root = h("section", {
     class: "trial trial-occlusion",
