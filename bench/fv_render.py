@@ -14,10 +14,9 @@ network FLOP ratio too (what skipped work alone would give).
 `--runs`: ours and lucent alternate that many times (on a shared machine the load moves,
 so the two are timed side by side, run by run); the last line is the median ratio:
 speedup_vs_lucent=X.XX. `--threads`: the process's torch threads, which lucent uses; ours
-renders each chunk with `fv.cpu_threads` (1) threads and runs chunks side by side
-(`fv.cpu_workers`, default threads // cpu_threads). With `--threads 1` both run on one
-thread, the like-for-like figure. `--old-path` also times ours as it rendered before (all
-of the process's threads per chunk, one chunk at a time) in each run.
+renders with `fv.cpu_threads` (default 1). With `--threads 1` both run on one thread, the
+like-for-like figure. `--old-path` also times ours as it rendered before (with the
+process's threads) in each run.
 """
 
 from __future__ import annotations
@@ -45,7 +44,7 @@ def _sync(device: torch.device) -> None:
 def time_ours(
     model, units, steps: int, cuda_graphs: bool = True, old_path: bool = False
 ) -> tuple[float, list]:
-    cpu = {"cpu_threads": torch.get_num_threads(), "cpu_workers": 1} if old_path else {}
+    cpu = {"cpu_threads": torch.get_num_threads()} if old_path else {}
     config = FVConfig(
         steps=steps,
         image_size=128,

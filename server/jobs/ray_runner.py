@@ -18,7 +18,7 @@ Ray actors through `server.stimuli.visualize.chunk_executor`.
 - Threads: on CPU, a convolution's result depends on how many threads split it (measured:
   Lite0's input gradient differs by up to 0.03 between 1 and 2 threads), so every chunk
   renders with the study's `fv.cpu_threads` torch threads, in an actor as in the local
-  runner (server/stimuli/cpu_chunks.py), and an actor reserves that many CPUs: the same
+  runner (server/stimuli/cpu_threads.py), and an actor reserves that many CPUs: the same
   study, seeds and device type give the same stimulus hashes on any machine.
 - Scheduling: chunks go to whichever actor is free (`ray.util.ActorPool`), so cheap
   early-layer chunks and dear deep ones keep every actor busy; `warm_up` starts the actors
@@ -191,7 +191,7 @@ class RayChunkExecutor:
         render_model: LoadedModel,
         measure_model: LoadedModel,
         tasks: list[tuple[list[Group], FVConfig, int, int, int]],
-        done: Callable[[int], None],
+        done: Callable[[int, list[Visualization]], None],
     ) -> list[list[Visualization]]:
         from ray.util import ActorPool
 
@@ -215,7 +215,7 @@ class RayChunkExecutor:
             ):
                 results[index] = rendered
                 self.completed += 1
-                done(self.completed)
+                done(index, rendered)
         except self.ray.exceptions.RayError as exc:
             raise AppError(f"a Ray worker failed rendering feature visualizations: {exc}") from exc
         return results

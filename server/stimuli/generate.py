@@ -107,15 +107,6 @@ class FVConfig(BaseModel):
         "not of the machine. 1: small batches gain little from threads, and on a busy "
         "machine OpenMP's waiting threads made 2 threads 3-9x slower than 1 (README).",
     )
-    cpu_workers: int | None = Field(
-        None,
-        ge=1,
-        le=256,
-        description="On CPU, chunks rendered side by side in this many threads of the "
-        "process, each with cpu_threads torch threads and its own copy of the network "
-        "(same pixels as one after the other); null: the process's torch thread count "
-        "divided by cpu_threads.",
-    )
     early_stop: bool = True
     stop_rule: Literal["objective_plateau", "gradient_norm"] = Field(
         "objective_plateau",

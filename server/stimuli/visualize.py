@@ -31,7 +31,7 @@ from lucent.optvis.param.spatial import rfft2d_freqs
 from torch import nn
 
 from server.errors import AppError
-from server.stimuli.cpu_chunks import CpuChunkExecutor, cpu_worker_count, torch_threads
+from server.stimuli.cpu_threads import torch_threads
 from server.stimuli.folding import fold_for_rendering
 from server.stimuli.models import LoadedModel
 from server.stimuli.units import LayerCapture, UnitRef, reduce_units
@@ -337,9 +337,6 @@ def render_visualizations(
     pending = _chunks(groups, batch_size, split_layers)
     total = len(groups) * max_steps
     executor = _CHUNK_EXECUTOR.get()
-    if executor is None and model.device.type == "cpu":
-        workers = cpu_worker_count(config, len(pending))
-        executor = CpuChunkExecutor(workers) if workers > 1 else None
     if executor is not None:
         pending = _render_elsewhere(
             executor, render_model, model, pending, results, chunk_cache, progress, total,
@@ -615,7 +612,7 @@ def _render_chunk(
 
     `model` renders (it may be the folded copy); `measure_model` is the model the natural
     exemplars were measured with, so the validity rule compares like with like. On CPU
-    both run with `fv.cpu_threads` torch threads (cpu_chunks.py).
+    both run with `fv.cpu_threads` torch threads (cpu_threads.py).
     """
     threads = config.cpu_threads if model.device.type == "cpu" else None
     with torch_threads(threads):
