@@ -3,7 +3,7 @@
 A chunk is a small batch (one layer's units, at most `fv.batch_size` images), and its
 convolutions gain little from intra-op threads. Worse, on a machine busier than its cores
 OpenMP's threads wait for each other at every operation: on the 2-core development machine
-under a load of 5-9, a render with 2 torch threads took 3-9x as long as with 1 (bench
+under a load of 5-9, a render with 2 torch threads took 2.5-9x as long as with 1 (bench
 figures in the README). So on CPU each chunk renders and is measured with `fv.cpu_threads`
 torch threads (default 1). More cores are used by rendering chunks in several processes
 (the Ray runner, server/jobs/ray_runner.py), not threads: chunks side by side in threads

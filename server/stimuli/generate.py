@@ -105,7 +105,7 @@ class FVConfig(BaseModel):
         description="On CPU, torch threads per chunk while rendering and measuring. CPU "
         "results (hence stimulus hashes) depend on this count, so it is part of the study, "
         "not of the machine. 1: small batches gain little from threads, and on a busy "
-        "machine OpenMP's waiting threads made 2 threads 3-9x slower than 1 (README).",
+        "machine OpenMP's waiting threads made 2 threads 2.5-9x slower than 1 (README).",
     )
     early_stop: bool = True
     stop_rule: Literal["objective_plateau", "gradient_norm"] = Field(
