@@ -57,6 +57,9 @@ def test_a_group_renders_the_same_alone_or_with_others(lite0):
     np.testing.assert_allclose(alone[0].images, same.images, rtol=1e-4, atol=1e-4)
 
 
+# The search happens in the renderer; generation's database writes are tested on both
+# backends in tests/test_stimuli_generate.py, so one backend here keeps CI short.
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_generation_searches_alpha_per_unit_and_direction_and_records_it(settings):
     upgrade_database(settings.database_url)
     factory = make_session_factory(make_engine(settings.database_url))

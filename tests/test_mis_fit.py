@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from typer.testing import CliRunner
 
 from server.app import create_app
@@ -12,6 +13,9 @@ from server.studies.observers import make_observer
 from server.studies.simulate import run_simulation, serve_in_thread
 
 
+# The fit reads responses through the analysis loader, which is tested on both backends
+# elsewhere; the fit itself does not depend on the database, so one backend keeps CI short.
+@pytest.mark.parametrize("live_study", ["sqlite"], indirect=True)
 def test_fit_recovers_the_simulated_observers_alpha(live_study):
     settings, factory, _ = live_study
     observer = make_observer("similarity", backend="efficientnet-lite2", alpha=30.0)
@@ -33,6 +37,7 @@ def test_fit_recovers_the_simulated_observers_alpha(live_study):
     assert abs(fit["predicted_accuracy"] - fit["human_accuracy"]) < 0.05
 
 
+@pytest.mark.parametrize("live_study", ["sqlite"], indirect=True)
 def test_fit_without_responses_says_so(live_study):
     settings, _, _ = live_study
     env = {"PSYCHINTERP_DATABASE_URL": settings.database_url}

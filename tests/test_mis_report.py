@@ -7,6 +7,7 @@ import re
 
 import numpy as np
 import pandas as pd
+import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
@@ -81,6 +82,9 @@ def test_mis_study_scores_every_model_and_writes_the_report(sqlite_url, tmp_path
     assert bad.exit_code == 1 and "tiny.yaml:8: n_tasks" in bad.stderr.replace("\n", "")
 
 
+# Machine scores are stored and read through the same ORM paths the PostgreSQL runs of
+# tests/test_mis_cli.py cover; one backend here keeps CI short.
+@pytest.mark.parametrize("live_study", ["sqlite"], indirect=True)
 def test_study_page_and_report_show_machine_scores(live_study):
     settings, factory, study = live_study
     generation = study.config["generation"]

@@ -26,7 +26,7 @@ def test_unknown_paradigms_are_not_registered_here():
 def test_toy_paradigm_plugs_in_through_the_environment():
     env = {**os.environ, "PSYCHINTERP_PARADIGMS": "tests.toy_paradigm:ToyParadigm"}
     run = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+        [sys.executable, "-m", "pytest", "-q", "-n", "0", "-p", "no:cacheprovider",
          "tests/toy_paradigm_flow.py"],
         check=False, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900,
     )  # fmt: skip
