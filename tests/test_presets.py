@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def _table_rows() -> list[list[str]]:
     text = (ROOT / "docs" / "fidelity.md").read_text()
-    section = text.split("## Preset values", 1)[1]
+    section = text.split("## Preset values", 1)[1].split("\n## ", 1)[0]  # up to the next section
     rows = []
     for line in section.splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
