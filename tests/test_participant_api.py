@@ -283,3 +283,26 @@ def test_closed_study_refuses(api, live_study):
     refused = answer(api, session, trial["trial_id"], "a")
     assert refused.status_code == 409 and "closed" in refused.json()["detail"]
     assert start(api, "new-worker", expect=409)["code"] == "Conflict"
+
+
+@pytest.mark.parametrize(
+    ("feedback_main", "show_running_score", "sent"),
+    [(True, True, True), (True, False, False), (False, True, False), (False, False, False)],
+)
+def test_running_score_is_sent_only_with_main_feedback(
+    fast_study_yaml, feedback_main, show_running_score, sent
+):
+    """'Correct so far' after each main answer is per-trial feedback by subtraction."""
+    import yaml
+
+    from server.studies.loading import parse_study_yaml
+    from server.studies.responses import _body
+
+    data = yaml.safe_load(fast_study_yaml)
+    data["trials"]["feedback_main"] = feedback_main
+    data.setdefault("layout", {})["show_running_score"] = show_running_score
+    config = parse_study_yaml(yaml.safe_dump(data), "study.yaml")
+    body = _body(config, "main", True, 7)
+    assert ("n_correct" in body) is sent
+    assert ("feedback" in body) is feedback_main
+    assert "n_correct" not in _body(config, "practice", True, 7)

@@ -284,6 +284,8 @@ def _body(config: StudyConfig, kind: str, correct: bool, main_correct: int) -> d
     shows = config.trials.practice.feedback if kind == "practice" else config.trials.feedback_main
     if shows:
         body["feedback"] = {"correct": bool(correct)}
-    if kind != "practice" and config.layout.show_running_score:
+    # The running count is feedback too: a participant could diff it after every answer, so
+    # it is sent only where main trials get feedback anyway.
+    if kind != "practice" and config.layout.show_running_score and config.trials.feedback_main:
         body["n_correct"] = int(main_correct)
     return body

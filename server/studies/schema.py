@@ -169,7 +169,11 @@ class LayoutConfig(Strict):
     confidence_levels: int = Field(3, ge=1, le=7)
     answer_delay_ms: int = Field(1500, ge=0)
     feedback_ms: FeedbackTimings = FeedbackTimings()
-    show_running_score: bool = True
+    show_running_score: bool = Field(
+        True,
+        description="'Correct so far' after main trials; only with trials.feedback_main "
+        "(the count would give feedback on every trial).",
+    )
     max_image_px: int = Field(224, ge=32)
     # The page's other settings (issue 20: every setting the page reads is sent): the blank
     # screen with a fixation cross between trials, the side of the max references (IMI:
