@@ -358,7 +358,7 @@ def test_preview_and_overview_sheet_show_occlusion_trials(occlusion_study):
     """The preview reads each trial's images by role from the seam (base, the two occluded
     queries, the favourite references), and the contact sheet has the occlusion layout."""
     from server.stimuli.generate import overview_path
-    from server.stimuli.overview import OCCLUSION_BLOCKS
+    from server.stimuli.overview import OCCLUSION_BLOCKS, sheet_size
     from server.studies.preview import study_preview
 
     settings, factory, study = occlusion_study
@@ -377,7 +377,7 @@ def test_preview_and_overview_sheet_show_occlusion_trials(occlusion_study):
         assert shown["references_min"] == []
     sheet = PILImage.open(overview_path(settings, stimulus_set_id))
     columns = sum(n or 4 for *_, n in OCCLUSION_BLOCKS)  # base, max, min, 4 + 4 references
-    assert sheet.size[0] == round(columns * 1.05 * 110)
+    assert sheet.size[0] == sheet_size(columns, 1)[0]
 
 
 def test_generation_job_on_sqlite_finishes(tmp_path, study_data_dir):

@@ -14,13 +14,31 @@ from __future__ import annotations
 from collections import defaultdict
 from pathlib import Path
 
-from matplotlib.figure import Figure
 from PIL import Image as PILImage
+from PIL import ImageDraw, ImageFont
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from server.db.models import Stimulus, Unit
 from server.stimuli.store import ImageStore
+
+# Layout in pixels: image cells, the activation label above each, the unit's name on the left.
+_CELL = 96
+_GAP = 4
+_LABEL = 14
+_HEADER = 20
+_LEFT = 90
+_FONT = 11
+
+
+def _cell_x(column: int) -> int:
+    return _LEFT + column * (_CELL + _GAP)
+
+
+def sheet_size(n_columns: int, n_units: int) -> tuple[int, int]:
+    """(width, height) of a sheet with `n_columns` image columns and one row per unit."""
+    return _cell_x(n_columns), _HEADER + n_units * (_CELL + _LABEL) + _GAP
+
 
 # Columns per block: (role, source, title, images shown; None: `per_block`).
 _BLOCKS = [
@@ -62,28 +80,26 @@ def write_overview(
     units = list(cells)
     widths = [n or per_block for *_, n in blocks]
     starts = [sum(widths[:b]) for b in range(len(blocks))]
-    n_cols = sum(widths)
-    # Figure, not pyplot: no global backend state, safe in a server thread.
-    fig = Figure(figsize=(n_cols * 1.05, len(units) * 1.25 + 0.5))
-    axes = fig.subplots(len(units), n_cols, squeeze=False)
+    # Drawn with PIL on one canvas: a matplotlib grid of one axes per image took seconds per
+    # sheet, a large share of a small study's generation.
+    sheet = PILImage.new("RGB", sheet_size(sum(widths), len(units)), "white")
+    draw = ImageDraw.Draw(sheet)
+    font = ImageFont.load_default(size=_FONT)
+    for block, (*_, title, _n) in enumerate(blocks):
+        draw.text((_cell_x(starts[block]), 4), title, fill="black", font=font)
     for r, key in enumerate(units):
-        for block, (_role, _source, title, _n) in enumerate(blocks):
-            images = cells[key][block][: widths[block]]
-            for c in range(widths[block]):
-                ax = axes[r][starts[block] + c]
-                ax.set_axis_off()
-                if c < len(images):
-                    file, _ = store.locate(images[c].image_sha256)
-                    ax.imshow(PILImage.open(file).convert("RGB"))
-                    ax.set_title(f"{images[c].activation:.1f}", fontsize=6, pad=1)
-                if r == 0 and c == 0:
-                    ax.text(0, 1.22, title, transform=ax.transAxes, fontsize=8, ha="left")
-        axes[r][0].text(
-            -0.08, 0.5, f"{key[0]}\n#{key[1]}", transform=axes[r][0].transAxes,
-            fontsize=7, ha="right", va="center",
-        )  # fmt: skip
-    fig.subplots_adjust(left=0.06, right=0.995, top=1 - 0.45 / fig.get_figheight(), bottom=0.01,
-                        wspace=0.05, hspace=0.35)  # fmt: skip
+        top = _HEADER + r * (_CELL + _LABEL)
+        draw.text((4, top + _LABEL + _CELL // 2), f"{key[0]}\n#{key[1]}", fill="black",
+                  font=font, anchor="lm")  # fmt: skip
+        for block in range(len(blocks)):
+            for c, stimulus in enumerate(cells[key][block][: widths[block]]):
+                x = _cell_x(starts[block] + c)
+                file, _ = store.locate(stimulus.image_sha256)
+                with PILImage.open(file) as image:
+                    thumb = image.convert("RGB").resize((_CELL, _CELL), PILImage.BILINEAR)
+                sheet.paste(thumb, (x, top + _LABEL))
+                draw.text((x + _CELL // 2, top + _LABEL - 1), f"{stimulus.activation:.1f}",
+                          fill="black", font=font, anchor="mb")  # fmt: skip
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    sheet.save(path, format="PNG")
     return path
