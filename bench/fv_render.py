@@ -14,9 +14,9 @@ network FLOP ratio too (what skipped work alone would give).
 `--runs`: ours and lucent alternate that many times (on a shared machine the load moves,
 so the two are timed side by side, run by run); the last line is the median ratio:
 speedup_vs_lucent=X.XX. `--threads`: the process's torch threads, which lucent uses; ours
-renders with `fv.cpu_threads` (default 1). With `--threads 1` both run on one thread, the
-like-for-like figure. `--old-path` also times ours as it rendered before (with the
-process's threads) in each run.
+renders with `fv.cpu_threads: 1`. With `--threads 1` both run on one thread, the
+like-for-like figure. `--old-path` also times ours with the
+process's threads (the default, `fv.cpu_threads` unset) in each run.
 """
 
 from __future__ import annotations
@@ -44,7 +44,9 @@ def _sync(device: torch.device) -> None:
 def time_ours(
     model, units, steps: int, cuda_graphs: bool = True, old_path: bool = False
 ) -> tuple[float, list]:
-    cpu = {"cpu_threads": torch.get_num_threads()} if old_path else {}
+    # Ours on 1-thread chunks; `old_path`: on the process's threads (fv.cpu_threads unset,
+    # the default since an idle machine showed 2 threads beat 1).
+    cpu = {"cpu_threads": torch.get_num_threads() if old_path else 1}
     config = FVConfig(
         steps=steps,
         image_size=128,

@@ -5,7 +5,7 @@ dir) is generated in this process (the local runner) and with its feature-visual
 chunks on a local Ray cluster of `--ray-cpus` CPUs, alternating `--rounds` times (the
 development machine is shared and its load moves, so the two are timed side by side; the
 medians are compared). Every chunk renders with `fv.cpu_threads` torch threads
-(`--cpu-threads`, default 1, the renderer's default) wherever it runs, so both must give
+(`--cpu-threads`, default 1 here; the renderer's default is the process's count) wherever it runs, so both must give
 the same stimulus hashes, and each Ray actor reserves that many CPUs (2 CPUs, 1 thread: 2
 actors, no oversubscription).
 

@@ -1,6 +1,6 @@
 """Issue 24: the CPU path of the feature-visualization renderer (server/stimuli/cpu_threads.py).
 
-On CPU each chunk renders with `fv.cpu_threads` torch threads (default 1), whatever the
+On CPU each chunk renders with `fv.cpu_threads` torch threads when set, whatever the
 process's count. Checked on the real EfficientNet-Lite0 on a tiny render:
 - the 1-thread path against the 2-thread fp32 render of the process's default (what the
   renderer did before on this machine): the same validity decision per unit, images close

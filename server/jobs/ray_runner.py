@@ -145,7 +145,12 @@ class RayChunkExecutor:
         """CPUs an actor reserves on a CPU cluster: the torch threads a chunk renders with."""
         if self.threads:
             return self.threads
-        return config.cpu_threads if config is not None else 1
+        if config is not None and config.cpu_threads is not None:
+            return config.cpu_threads
+        # None: the driver's own count, so actors render as the local runner would here.
+        import torch
+
+        return torch.get_num_threads()
 
     def _actor_count(self, n_tasks: int, gpu: bool, threads: int) -> int:
         resources = self.ray.cluster_resources()

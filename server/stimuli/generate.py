@@ -98,14 +98,14 @@ class FVConfig(BaseModel):
         description="On CUDA, capture each optimisation step once as a CUDA graph and replay "
         "it (same maths, far fewer kernel launches); falls back to eager with a warning.",
     )
-    cpu_threads: int = Field(
-        1,
+    cpu_threads: int | None = Field(
+        None,
         ge=1,
         le=256,
-        description="On CPU, torch threads per chunk while rendering and measuring. CPU "
-        "results (hence stimulus hashes) depend on this count, so it is part of the study, "
-        "not of the machine. 1: small batches gain little from threads, and on a busy "
-        "machine OpenMP's waiting threads made 2 threads 2.5-9x slower than 1 (README).",
+        description="On CPU, torch threads per chunk while rendering and measuring. None: "
+        "the process's (torch's default, all cores: fastest on an idle machine). CPU results "
+        "(hence stimulus hashes) depend on this count: set it to make hashes the same on "
+        "every machine and runner; 1 pays on a machine busier than its cores (README).",
     )
     early_stop: bool = True
     stop_rule: Literal["objective_plateau", "gradient_norm"] = Field(
