@@ -7,6 +7,7 @@ create databases (`.ci/run` sets it). Each test gets its own fresh database.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import Iterator
@@ -107,34 +108,56 @@ def fast_study_yaml() -> str:
     return yaml.safe_dump(config, sort_keys=False)
 
 
-@pytest.fixture(scope="module", params=DATABASE_BACKENDS)
-def live_study(request: pytest.FixtureRequest, tmp_path_factory, study_data_dir, fast_study_yaml):
-    """(settings, session factory, study) for a launched fast demo study, per backend."""
+def open_test_database(url: str, data_dir: Path):
+    """(settings, engine, session factory) on a migrated database. Tests start many sessions
+    from one address: generous limits (the defaults are tested in
+    tests/test_hardening_participant.py)."""
     from server.db.migrate import upgrade_database
-    from server.db.session import make_engine, make_session_factory, session_scope
-    from server.studies.service import create_study, generate_study, launch_study
+    from server.db.session import make_engine, make_session_factory
 
-    if request.param == "sqlite":
-        urls = iter([f"sqlite:///{tmp_path_factory.mktemp('live') / 'live.db'}"])
-    else:
-        urls = _postgres_database()
-    url = next(urls)
-    # Tests start many sessions from one address: generous limits (the defaults are tested
-    # in tests/test_hardening_participant.py).
     settings = Settings(
         database_url=url,
-        data_dir=study_data_dir,
+        data_dir=data_dir,
         secret_key="test-secret-key",
         session_starts_per_address=100_000,
         session_starts_per_study=100_000,
     )
     upgrade_database(url)
     engine = make_engine(url)
-    factory = make_session_factory(engine)
+    return settings, engine, make_session_factory(engine)
+
+
+@contextlib.contextmanager
+def backend_database(backend: str, tmp_path_factory, data_dir: Path, name: str):
+    """`open_test_database` on a fresh SQLite file or PostgreSQL database (dropped after)."""
+    if backend == "sqlite":
+        urls = iter([f"sqlite:///{tmp_path_factory.mktemp(name) / f'{name}.db'}"])
+    else:
+        urls = _postgres_database()
+    settings, engine, factory = open_test_database(next(urls), data_dir)
+    try:
+        yield settings, engine, factory
+    finally:
+        engine.dispose()
+        next(urls, None)  # drops the PostgreSQL database
+
+
+def launched_study(factory, settings: Settings, text: str, source: str):
+    """Create, generate and launch a study from YAML text; the Study row."""
+    from server.db.session import session_scope
+    from server.studies.service import create_study, generate_study, launch_study
+
     with session_scope(factory) as db:
-        study = create_study(db, settings, fast_study_yaml, "imi-demo-fast.yaml")
+        study = create_study(db, settings, text, source)
         generate_study(db, settings, study)
         launch_study(db, study)
-    yield settings, factory, study
-    engine.dispose()
-    next(urls, None)  # drops the PostgreSQL database
+    return study
+
+
+@pytest.fixture(scope="module", params=DATABASE_BACKENDS)
+def live_study(request: pytest.FixtureRequest, tmp_path_factory, study_data_dir, fast_study_yaml):
+    """(settings, session factory, study) for a launched fast demo study, per backend."""
+    with backend_database(request.param, tmp_path_factory, study_data_dir, "live") as opened:
+        settings, _, factory = opened
+        study = launched_study(factory, settings, fast_study_yaml, "imi-demo-fast.yaml")
+        yield settings, factory, study

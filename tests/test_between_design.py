@@ -15,12 +15,10 @@ import yaml
 from sqlalchemy import select
 
 from server.app import create_app
-from server.db.migrate import upgrade_database
 from server.db.models import Assignment, ParticipantSession, Trial
-from server.db.session import make_engine, make_session_factory, session_scope
+from server.db.session import session_scope
 from server.studies.assignment import SlotInfo, balanced_latin_square, design_rows, plan_session
 from server.studies.loading import parse_study_yaml
-from server.studies.service import create_study, generate_study, launch_study
 from server.studies.simulate import serve_in_thread
 
 STUDIES = Path(__file__).parents[1] / "studies"
@@ -82,22 +80,11 @@ def _between_yaml() -> str:
 
 
 def test_between_participants_balanced_under_concurrent_starts(database_url, study_data_dir):
-    from server.config import Settings
+    from tests.conftest import launched_study, open_test_database
 
-    settings = Settings(
-        database_url=database_url,
-        data_dir=study_data_dir,
-        secret_key="test-secret-key",
-        session_starts_per_address=100_000,
-        session_starts_per_study=100_000,
-    )
-    upgrade_database(database_url)
-    engine = make_engine(database_url)
-    factory = make_session_factory(engine)
+    settings, engine, factory = open_test_database(database_url, study_data_dir)
+    study = launched_study(factory, settings, _between_yaml(), "between.yaml")
     with session_scope(factory) as db:
-        study = create_study(db, settings, _between_yaml(), "between.yaml")
-        generate_study(db, settings, study)
-        launch_study(db, study)
         practice = db.scalars(
             select(Trial).where(Trial.study_id == study.id, Trial.kind == "practice")
         ).all()

@@ -18,14 +18,12 @@ from sqlalchemy import select
 
 from server.app import create_app
 from server.auth import create_admin_user, keyed_hash
-from server.config import Settings
-from server.db.migrate import upgrade_database
 from server.db.models import ParticipantSession, Study
-from server.db.session import make_engine, make_session_factory, session_scope
+from server.db.session import session_scope
 from server.studies.group_entry import tie_order
-from server.studies.service import build_trials, create_study, generate_study, launch_study
+from server.studies.service import build_trials, create_study, launch_study
 from server.studies.simulate import serve_in_thread
-from tests.conftest import DATABASE_BACKENDS, _postgres_database
+from tests.conftest import DATABASE_BACKENDS, backend_database, launched_study
 
 STUDIES = Path(__file__).parents[1] / "studies"
 GROUP = "model-comparison"
@@ -44,38 +42,27 @@ def group_site(request, tmp_path_factory, study_data_dir):
     """Three live studies of one group (one generation; the others reuse its stimuli) and
     a draft of the group, which must never get anyone; the real app served on 127.0.0.1.
     Once per backend: each test uses its own worker IDs."""
-    if request.param == "sqlite":
-        urls = iter([f"sqlite:///{tmp_path_factory.mktemp('group') / 'group.db'}"])
-    else:
-        urls = _postgres_database()
-    database_url = next(urls)
-    settings = Settings(
-        database_url=database_url,
-        data_dir=study_data_dir,
-        secret_key="test-secret-key",
-        session_starts_per_address=100_000,
-        session_starts_per_study=100_000,
-    )
-    upgrade_database(database_url)
-    engine = make_engine(database_url)
-    factory = make_session_factory(engine)
-    with session_scope(factory) as db:
-        first = create_study(db, settings, _yaml(SLUGS[0]), "a.yaml")
-        generate_study(db, settings, first)
-        launch_study(db, first)
-        for slug in SLUGS[1:]:
-            study = create_study(db, settings, _yaml(slug), f"{slug}.yaml")
-            build_trials(db, study, first.stimulus_set_id)
-            launch_study(db, study)
-        draft = create_study(db, settings, _yaml("cmp-draft"), "draft.yaml")
-        build_trials(db, draft, first.stimulus_set_id)
-        other = create_study(db, settings, _yaml("elsewhere", group="another"), "e.yaml")
-        build_trials(db, other, first.stimulus_set_id)
-        launch_study(db, other)
-    with serve_in_thread(create_app(settings)) as url, httpx.Client(base_url=url) as client:
-        yield client, factory
-    engine.dispose()
-    next(urls, None)  # drops the PostgreSQL database
+    with backend_database(request.param, tmp_path_factory, study_data_dir, "group") as opened:
+        settings, _, factory = opened
+        first = launched_study(factory, settings, _yaml(SLUGS[0]), "a.yaml")
+        with session_scope(factory) as db:
+            _more_studies(db, settings, first.stimulus_set_id)
+        with serve_in_thread(create_app(settings)) as url, httpx.Client(base_url=url) as client:
+            yield client, factory
+
+
+def _more_studies(db, settings, stimulus_set_id: str) -> None:
+    """The group's other live studies, a draft of it and a study of another group, all on
+    the first study's stimuli (one generation)."""
+    for slug in SLUGS[1:]:
+        study = create_study(db, settings, _yaml(slug), f"{slug}.yaml")
+        build_trials(db, study, stimulus_set_id)
+        launch_study(db, study)
+    draft = create_study(db, settings, _yaml("cmp-draft"), "draft.yaml")
+    build_trials(db, draft, stimulus_set_id)
+    other = create_study(db, settings, _yaml("elsewhere", group="another"), "e.yaml")
+    build_trials(db, other, stimulus_set_id)
+    launch_study(db, other)
 
 
 def _study_of(factory, worker: str) -> str | None:

@@ -116,32 +116,11 @@ def test_occlusion_config_errors_name_file_line_field():
 
 @pytest.fixture(scope="module", params=DATABASE_BACKENDS)
 def occlusion_study(request, tmp_path_factory, study_data_dir):
-    from server.db.migrate import upgrade_database
-    from server.studies.service import create_study, generate_study, launch_study
-    from tests.conftest import _postgres_database
+    from tests.conftest import backend_database, launched_study
 
-    if request.param == "sqlite":
-        urls = iter([f"sqlite:///{tmp_path_factory.mktemp('occ') / 'occ.db'}"])
-    else:
-        urls = _postgres_database()
-    url = next(urls)
-    settings = Settings(
-        database_url=url,
-        data_dir=study_data_dir,
-        secret_key="test-secret-key",
-        session_starts_per_address=100_000,
-        session_starts_per_study=100_000,
-    )
-    upgrade_database(url)
-    engine = make_engine(url)
-    factory = make_session_factory(engine)
-    with session_scope(factory) as db:
-        study = create_study(db, settings, _occlusion_yaml(), "occ.yaml")
-        generate_study(db, settings, study)
-        launch_study(db, study)
-    yield settings, factory, study
-    engine.dispose()
-    next(urls, None)
+    with backend_database(request.param, tmp_path_factory, study_data_dir, "occ") as opened:
+        settings, _, factory = opened
+        yield settings, factory, launched_study(factory, settings, _occlusion_yaml(), "occ.yaml")
 
 
 def test_stored_ground_truth_recomputed_from_the_files(occlusion_study, lite0):
