@@ -8,6 +8,7 @@ create databases (`.ci/run` sets it). Each test gets its own fresh database.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
 import uuid
 from collections.abc import Iterator
@@ -25,6 +26,15 @@ DATABASE_BACKENDS = ["sqlite"] + (["postgresql"] if POSTGRES_URL else [])
 
 if os.environ.get("CI") and not POSTGRES_URL:
     raise RuntimeError("CI must test PostgreSQL too: set PSYCHINTERP_TEST_POSTGRES_URL (.ci/run)")
+
+
+def import_or_skip(module: str, reason: str):
+    """The module, or a skip on a developer's machine without that optional extra. On CI
+    (the dev extra is installed) a missing module is a failure, not a skip that would hide a
+    missing install step."""
+    if os.environ.get("CI"):
+        return importlib.import_module(module)
+    return pytest.importorskip(module, reason=reason)
 
 
 def _postgres_database() -> Iterator[str]:

@@ -24,6 +24,7 @@ from server.errors import AppError
 from server.jobs import service
 from server.jobs.generation import check_params
 from server.jobs.runner import work_once
+from tests.conftest import import_or_skip
 
 JOB_STUDY = Path(__file__).with_name("job_study.yaml")
 
@@ -42,7 +43,7 @@ def test_job_params_name_the_runner() -> None:
 
 @pytest.fixture(scope="module")
 def ray_cluster():
-    ray = pytest.importorskip("ray", reason='Ray is not installed: pip install -e ".[ray]"')
+    ray = import_or_skip("ray", 'Ray is not installed: pip install -e ".[ray]"')
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield ray
     ray.shutdown()

@@ -20,11 +20,12 @@ from server.config import Settings
 from server.errors import AppError
 from server.stimuli.storage import S3ImageStore, image_store_from_url, open_image_store
 from server.stimuli.store import ImageStore
+from tests.conftest import import_or_skip
 
-moto_server = pytest.importorskip(
-    "moto.server", reason='moto[server] is not installed: pip install -e ".[dev]"'
+moto_server = import_or_skip(
+    "moto.server", 'moto[server] is not installed: pip install -e ".[dev]"'
 )
-pytest.importorskip("boto3", reason='boto3 is not installed: pip install -e ".[s3]"')
+import_or_skip("boto3", 'boto3 is not installed: pip install -e ".[s3]"')
 
 
 @pytest.fixture(scope="module")
