@@ -30,10 +30,15 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from server.config import Settings
-from server.db.models import Image, Stimulus, StimulusSet, Trial, Unit, VisionModel
+from server.db.models import Stimulus, StimulusSet, Trial, Unit, VisionModel
 from server.errors import AppError
 from server.paradigms.base import trial_row
-from server.stimuli.generate import GenerationFailed, generate_stimuli, write_manifest
+from server.stimuli.generate import (
+    GenerationFailed,
+    ImageWriter,
+    generate_stimuli,
+    write_manifest,
+)
 from server.stimuli.occlusion import occlude_unit
 from server.stimuli.storage import ImageStorage, open_image_store
 from server.stimuli.units import UnitRef
@@ -42,22 +47,6 @@ from server.studies.trials import TrialBuilder, load_unit_stimuli
 
 CHOICES = ("query_max", "query_min")
 N_MIXED_SYNTHETIC = 4  # the paper's mixed condition: 5 natural + 4 synthetic
-
-
-def _put(db: Session, store: ImageStorage, pixels: np.ndarray, kind: str) -> str:
-    stored = store.put(pixels, "png")
-    if db.get(Image, stored.sha256) is None:
-        db.add(
-            Image(
-                sha256=stored.sha256,
-                kind=kind,
-                media_type=stored.media_type,
-                width=stored.width,
-                height=stored.height,
-            )
-        )
-        db.flush()
-    return stored.sha256
 
 
 def _pixels(store: ImageStorage, sha: str, side: int, min_px: int = 1) -> np.ndarray:
@@ -106,6 +95,7 @@ def add_occlusions(
 
     task = config.task
     store = open_image_store(settings)  # local directory, or S3 with a local copy (issue 24)
+    writer = ImageWriter(db, store)
     rows = db.execute(
         select(Stimulus, Unit.layer, Unit.index, VisionModel.name)
         .join(Unit, Unit.id == Stimulus.unit_id)
@@ -145,11 +135,11 @@ def add_occlusions(
             )
         except AppError as exc:
             raise AppError(f"task.patch_fraction / generation.layers: {exc.message}") from None
-        base_sha = _put(db, store, base, "natural")
+        base_sha = writer.put(base, "natural", "png")
         entries = [
             ("base", base_sha, occ.base_activation),
-            ("occlusion_max", _put(db, store, occ.max_image, "occlusion"), occ.activation_max),
-            ("occlusion_min", _put(db, store, occ.min_image, "occlusion"), occ.activation_min),
+            ("occlusion_max", writer.put(occ.max_image, "occlusion", "png"), occ.activation_max),
+            ("occlusion_min", writer.put(occ.min_image, "occlusion", "png"), occ.activation_min),
         ]
         if blur:
             for ref in refs[1:]:
@@ -157,7 +147,7 @@ def add_occlusions(
                 blurred = PILImage.fromarray(pixels).filter(
                     ImageFilter.GaussianBlur(task.blur_sigma)
                 )
-                sha = _put(db, store, np.asarray(blurred), "natural")
+                sha = writer.put(np.asarray(blurred), "natural", "png")
                 db.add(
                     Stimulus(
                         stimulus_set_id=stimulus_set.id,

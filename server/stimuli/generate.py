@@ -36,7 +36,7 @@ from server.stimuli.presets import LUCID_ANGLES, LUCID_SCALES, FVPresetName, app
 if TYPE_CHECKING:
     from server.stimuli.activations import ActivationTable
     from server.stimuli.models import LoadedModel
-    from server.stimuli.store import ImageStore
+    from server.stimuli.storage import ImageStorage
     from server.stimuli.units import UnitRef
     from server.stimuli.visualize import Visualization
     from server.studies.machine_study import MachineStudyConfig
@@ -562,10 +562,10 @@ def _get_or_create_units(db: Session, computed: _Computed) -> dict[UnitRef, Unit
     return rows
 
 
-class _ImageWriter:
+class ImageWriter:
     """Puts pixels in the content-addressed store and adds one Image row per new hash."""
 
-    def __init__(self, db: Session, store: ImageStore):
+    def __init__(self, db: Session, store: ImageStorage):
         self.db = db
         self.store = store
         self.known: set[str] = set()
@@ -605,7 +605,7 @@ def _write(
     from server.stimuli.storage import open_image_store
 
     units = _get_or_create_units(db, computed)
-    writer = _ImageWriter(db, open_image_store(settings))
+    writer = ImageWriter(db, open_image_store(settings))
     natural_hashes: dict[int, str] = {}
     values = {unit: computed.table.of(unit) for unit in computed.units}
 
