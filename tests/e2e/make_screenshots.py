@@ -17,13 +17,15 @@ as docs/screenshots/participant-occlusion-trial.png and participant-occlusion-fe
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from PIL import Image
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import Browser, expect, sync_playwright
 
 from server.app import create_app
 from server.config import Settings
@@ -91,49 +93,42 @@ def _occlusion_walk(browser, url: str) -> None:
     page.close()
 
 
-def occlusion_main() -> None:
-    """The occlusion demo's trial and practice feedback (README, occlusion section)."""
+@contextlib.contextmanager
+def _browser_on(study_file: Path) -> Iterator[tuple[Browser, str]]:
+    """(Chromium, the study's page URL) for a study set up from `study_file` in a throwaway
+    SQLite database and served on 127.0.0.1."""
     from server.studies.service import setup_study_from_file
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         settings = Settings(
-            database_url=f"sqlite:///{root / 'occ.db'}", data_dir=root / "data", secret_key="x"
+            database_url=f"sqlite:///{root / 'screens.db'}", data_dir=root / "data", secret_key="x"
         )
         upgrade_database(settings.database_url)
         engine = make_engine(settings.database_url)
         with session_scope(make_session_factory(engine)) as db:
-            study = setup_study_from_file(db, settings, REPO / "studies" / "occlusion-demo.yaml")
-            slug = study.slug
+            slug = setup_study_from_file(db, settings, study_file).slug
         engine.dispose()
         DOCS.mkdir(parents=True, exist_ok=True)
         with serve(create_app(settings)) as url, sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            _occlusion_walk(browser, f"{url}/s/{slug}")
-            browser.close()
+            try:
+                yield browser, f"{url}/s/{slug}"
+            finally:
+                browser.close()
+
+
+def occlusion_main() -> None:
+    """The occlusion demo's trial and practice feedback (README, occlusion section)."""
+    with _browser_on(REPO / "studies" / "occlusion-demo.yaml") as (browser, page_url):
+        _occlusion_walk(browser, page_url)
 
 
 def main(extra_dir: Path) -> None:
-    from server.studies.service import setup_study_from_file
-
-    with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        settings = Settings(
-            database_url=f"sqlite:///{root / 'demo.db'}", data_dir=root / "data", secret_key="x"
-        )
-        upgrade_database(settings.database_url)
-        engine = make_engine(settings.database_url)
-        with session_scope(make_session_factory(engine)) as db:
-            study = setup_study_from_file(db, settings, REPO / "server" / "demo_study.yaml")
-            slug = study.slug
-        engine.dispose()
-        DOCS.mkdir(parents=True, exist_ok=True)
-        extra_dir.mkdir(parents=True, exist_ok=True)
-        with serve(create_app(settings)) as url, sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            for suffix, size in SIZES.items():
-                _walk(browser, f"{url}/s/{slug}", extra_dir, suffix, size)
-            browser.close()
+    extra_dir.mkdir(parents=True, exist_ok=True)
+    with _browser_on(REPO / "server" / "demo_study.yaml") as (browser, page_url):
+        for suffix, size in SIZES.items():
+            _walk(browser, page_url, extra_dir, suffix, size)
     for name in ("landing", "trial", "end"):
         shutil.copy(extra_dir / f"participant-{name}.png", DOCS / f"participant-{name}.png")
     EXAMPLE.parent.mkdir(parents=True, exist_ok=True)
