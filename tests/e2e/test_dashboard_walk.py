@@ -16,6 +16,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import expect
 
 from server.app import create_app
 from server.auth import create_admin_user
@@ -102,12 +103,15 @@ def test_researcher_walk(dashboard, page, tmp_path):
     assert page.get_by_test_id("job-status").inner_text() == "succeeded"
     assert page.get_by_test_id("job-step").inner_text() == "store images"
 
+    # Counts go through expect(): it waits for the page the click opened to be parsed (a bare
+    # count() right after a click can read a half-loaded page; it did on a loaded CI machine).
     page.get_by_test_id("study-stimuli").click()
-    assert page.get_by_test_id("stimulus-unit").count() == 3
+    page.wait_for_url(f"{url}/admin/studies/walk/stimuli")
+    expect(page.get_by_test_id("stimulus-unit")).to_have_count(3)
     _shot(page, "admin-stimuli")
     page.go_back()
     page.get_by_test_id("study-preview").click()
-    assert page.get_by_test_id("preview-trial").count() == 3
+    expect(page.get_by_test_id("preview-trial")).to_have_count(3)
     assert "nothing is stored" in page.get_by_test_id("preview-note").inner_text()
     _shot(page, "admin-preview")
     page.go_back()
@@ -117,12 +121,12 @@ def test_researcher_walk(dashboard, page, tmp_path):
     run_simulation(url, "walk", 3, "oracle", concurrency=1, seed=4, session_factory=factory)
     page.reload()
     assert "finished 3" in page.locator("p.meta").first.inner_text()
-    assert page.locator(".figure img").count() == 1
+    expect(page.locator(".figure img")).to_have_count(1)
     assert page.get_by_test_id("by-condition").is_visible()
     _shot(page, "admin-study")
 
     page.get_by_test_id("study-participants").click()
-    assert page.get_by_test_id("participant-row").count() == 3
+    expect(page.get_by_test_id("participant-row")).to_have_count(3)
     scores = page.get_by_test_id("participants-scores")
     assert "3 of 3 participants kept" in scores.inner_text()
     first = page.get_by_test_id("participant-row").first
