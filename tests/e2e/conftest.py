@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import expect
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
@@ -31,6 +32,12 @@ PROLIFIC_SLUG = "e2e-prolific"  # the same study, completed on Prolific
 TIMEOUT_SLUG = "e2e-timeout"  # the same study with a 1 s limit per trial
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update"]
+# CI runs these beside other test workers on a loaded machine: Playwright's defaults (5 s for
+# an expect, 30 s for an action) are tuned for idle desktops. A passing wait ends as soon as
+# its condition holds, so longer limits only cost time when a test is failing anyway.
+EXPECT_TIMEOUT_MS = 20_000
+ACTION_TIMEOUT_MS = 60_000
+expect.set_options(timeout=EXPECT_TIMEOUT_MS)
 
 
 def _settings(root: Path) -> Settings:
@@ -145,9 +152,17 @@ def browser():
         chromium.close()
 
 
+def new_context(browser, **options):
+    """A browser context with the suite's action timeout (desktop viewport unless given)."""
+    options.setdefault("viewport", {"width": 1280, "height": 800})
+    ctx = browser.new_context(**options)
+    ctx.set_default_timeout(ACTION_TIMEOUT_MS)
+    return ctx
+
+
 @pytest.fixture
 def context(browser):
-    ctx = browser.new_context(viewport={"width": 1280, "height": 800})
+    ctx = new_context(browser)
     yield ctx
     ctx.close()
 

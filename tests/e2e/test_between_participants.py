@@ -13,7 +13,7 @@ from sqlalchemy import select
 from server.db.models import Assignment, ParticipantSession, Trial
 from server.db.session import make_session_factory, session_scope
 from server.studies.service import create_study, generate_study, launch_study
-from tests.e2e.conftest import STUDY_YAML, _settings
+from tests.e2e.conftest import STUDY_YAML, _settings, new_context
 from tests.e2e.participant import Participant
 
 pytestmark = pytest.mark.e2e
@@ -66,7 +66,7 @@ def test_each_participant_sees_only_their_conditions_pages_and_trials(site, brow
     slug = between_study(site)
     seen = {}
     for worker in ("p-first", "p-second"):
-        context = browser.new_context(viewport={"width": 1280, "height": 800})
+        context = new_context(browser)
         page = context.new_page()
         errors: list[str] = []
         page.on("pageerror", lambda exc, errors=errors: errors.append(str(exc)))

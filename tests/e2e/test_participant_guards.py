@@ -11,6 +11,7 @@ import pytest
 from playwright.sync_api import expect
 
 from server.db.models import ParticipantSession, Response
+from tests.e2e.conftest import new_context
 from tests.e2e.participant import Participant
 
 pytestmark = pytest.mark.e2e
@@ -72,7 +73,8 @@ def test_nothing_reveals_the_right_answer(site, page):
 
 
 def test_phone_is_turned_away(site, browser):
-    iphone = browser.new_context(
+    iphone = new_context(
+        browser,
         viewport={"width": 390, "height": 844},
         user_agent="Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 "
         "(KHTML, like Gecko) Version/17.0 Mobile/15E148 Safari/604.1",
