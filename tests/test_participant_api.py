@@ -207,6 +207,29 @@ def test_concurrent_arrivals_claim_distinct_places(live_study):
     assert sorted(claims) == list(range(before + 24))  # no place twice, none skipped
 
 
+def test_released_places_are_claimed_lowest_first(api, live_study):
+    """A timed-out session's place goes to the next arrival, the lowest gap first; with no
+    gap the next place is one past the highest."""
+    _, factory, _ = live_study
+    for worker in ("gap-0", "gap-1", "gap-2", "gap-3"):
+        start(api, worker)
+    claim = ParticipantSession.design_claim
+    with session_scope(factory) as db:
+        highest = db.scalar(select(func.max(claim)))
+        released = [highest - 2, highest]  # two of the four just claimed
+        db.execute(
+            update(ParticipantSession)
+            .where(claim.in_(released))
+            .values(status="timed_out", design_claim=None)
+        )
+
+    def claim_of(session: dict) -> int:
+        with session_scope(factory) as db:
+            return db.get(ParticipantSession, session["session_id"]).design_claim
+
+    assert [claim_of(start(api, f"refill-{i}")) for i in range(3)] == [*released, highest + 1]
+
+
 def chain_breaks(rows) -> list[int]:
     """Ids of the responses whose record hash does not chain the one before (by id)."""
     broken, prev = [], GENESIS

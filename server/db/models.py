@@ -16,6 +16,7 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     String,
     Text,
@@ -219,6 +220,9 @@ class ParticipantSession(Base):
         UniqueConstraint("study_id", "worker_hash"),
         # One session per design claim: concurrent arrivals can never share a slot.
         UniqueConstraint("study_id", "design_claim"),
+        # Every session start releases the study's expired places (0010): without this index
+        # that update read every session of the study.
+        Index("ix_participant_sessions_study_status_started", "study_id", "status", "started_at"),
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)

@@ -84,6 +84,7 @@ def release_idle(db: Session, study_id: int, idle_minutes: float) -> int:
             ParticipantSession.design_claim.is_not(None),
             ParticipantSession.last_seen_at < cutoff,
         )
-        .values(status="timed_out", design_claim=None)
+        .values(status="timed_out", design_claim=None),
+        execution_options={"synchronize_session": False},  # no such session is loaded
     )
     return result.rowcount or 0

@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import Connection, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from server import paradigms
 from server.auth import keyed_hash, token_digest
@@ -209,12 +209,14 @@ def start_session(
                 return _resume(db, existing, config, client), False
             _check_not_barred(db, config, worker_hash)
         # PostgreSQL: new arrivals for one study take turns (SQLite's writer is one at a
-        # time). NO KEY UPDATE: rows referencing the study only need a key share of it.
-        db.execute(select(Study.id).where(Study.id == study.id).with_for_update(key_share=True))
+        # time, so it skips the statement). NO KEY UPDATE: rows referencing the study only
+        # need a key share of it.
+        if db.get_bind().dialect.name != "sqlite":
+            db.execute(select(Study.id).where(Study.id == study.id).with_for_update(key_share=True))
         if limits is not None:
             admit(db, limits, study.id, address or "")
         try:
-            session, token = _claim(
+            session, token, n_trials = _claim(
                 db, study, config, worker_hash, platform, params, client, limits
             )
         except IntegrityError:
@@ -222,9 +224,6 @@ def start_session(
                 raise  # a write runner rolls back to its savepoint and runs it again
             db.rollback()  # another arrival took that claim (or this worker's row): try again
             continue
-        n_trials = db.scalar(
-            select(func.count()).select_from(Assignment).where(Assignment.session_id == session.id)
-        )
         return {
             "session_id": session.id,
             "token": token,
@@ -311,7 +310,9 @@ def release_expired(db: Session, study: Study, config: StudyConfig) -> None:
             ParticipantSession.design_claim.is_not(None),
             ParticipantSession.started_at < cutoff,
         )
-        .values(status="timed_out", design_claim=None)
+        .values(status="timed_out", design_claim=None),
+        # Core update: no session object of this study is loaded to keep in step.
+        execution_options={"synchronize_session": False},
     )
 
 
@@ -327,15 +328,28 @@ def _capacity(config: StudyConfig, n_rows: int) -> int | None:
 
 
 def _free_claim(db: Session, study: Study) -> int:
-    taken = set(
-        db.scalars(
-            select(ParticipantSession.design_claim).where(
-                ParticipantSession.study_id == study.id,
-                ParticipantSession.design_claim.is_not(None),
-            )
-        )
+    """The lowest place of the design nobody holds.
+
+    Asked of the database, not by loading every claim (issue 25: a study's thousands of
+    sessions made that the slowest part of a start). Usually no place was released, the
+    claims are 0..n-1 and the answer is n; otherwise the lowest gap, found on the unique
+    (study_id, design_claim) index."""
+    claims = ParticipantSession.design_claim
+    of_study = (ParticipantSession.study_id == study.id, claims.is_not(None))
+    count, lowest, highest = db.execute(
+        select(func.count(claims), func.min(claims), func.max(claims)).where(*of_study)
+    ).one()
+    if count == 0 or lowest > 0:
+        return 0
+    if highest == count - 1:
+        return count
+    taken = aliased(ParticipantSession)
+    next_is_free = ~(
+        select(taken.id)
+        .where(taken.study_id == study.id, taken.design_claim == claims + 1)
+        .exists()
     )
-    return next(n for n in range(len(taken) + 1) if n not in taken)
+    return db.scalar(select(func.min(claims + 1)).where(*of_study, next_is_free))
 
 
 def between_condition(config: StudyConfig, design: Design, row: int) -> str | None:
@@ -347,8 +361,9 @@ def between_condition(config: StudyConfig, design: Design, row: int) -> str | No
 
 def _claim(
     db, study, config, worker_hash, platform, params, client, limits
-) -> tuple[ParticipantSession, str]:
-    """Take the lowest free place in the design; the unique claim makes races fail loudly."""
+) -> tuple[ParticipantSession, str, int]:
+    """Take the lowest free place in the design; the unique claim makes races fail loudly.
+    Returns the session, its token and its number of trials."""
     release_expired(db, study, config)
     design = study_design(db, study)
     claim = _free_claim(db, study)
@@ -387,7 +402,7 @@ def _claim(
         config, design.rows, design.slots, design.catch, design.practice, claim, seed
     )
     insert_assignments(db, session.id, planned)
-    return session, token
+    return session, token, len(planned)
 
 
 def insert_assignments(db: Session | Connection, session_id: str, planned: list[Planned]) -> None:
