@@ -14,8 +14,7 @@ import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import delete, func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection, delete, func, insert, select, update
 
 from server.auth import keyed_hash
 from server.db.models import ParticipantSession, SessionStart
@@ -48,16 +47,17 @@ def address_hash(secret_key: str, address: str | None) -> str:
     return keyed_hash(secret_key, address or "unknown", "client-address")
 
 
-def admit(db: Session, limits: AdmissionLimits, study_id: int, address: str) -> None:
-    """Record one session start, or raise 429 if the address or the study is over its limit."""
+def admit(conn: Connection, limits: AdmissionLimits, study_id: int, address: str) -> None:
+    """Record one session start, or raise 429 if the address or the study is over its limit.
+    (Core statements: it runs inside every session start, SQLite's one writer.)"""
     now = datetime.now(UTC)
     window_start = now - timedelta(seconds=limits.window_s)
-    db.execute(delete(SessionStart).where(SessionStart.at < window_start))
+    conn.execute(delete(SessionStart).where(SessionStart.at < window_start))
     for column, value, limit, who in (
         (SessionStart.address_hash, address, limits.per_address, "from your network address"),
         (SessionStart.study_id, study_id, limits.per_study, "for this study"),
     ):
-        count, oldest = db.execute(
+        count, oldest = conn.execute(
             select(func.count(SessionStart.id), func.min(SessionStart.at)).where(
                 column == value, SessionStart.at >= window_start
             )
@@ -69,14 +69,13 @@ def admit(db: Session, limits: AdmissionLimits, study_id: int, address: str) -> 
                 "please try again in a moment",
                 math.ceil(wait),
             )
-    db.add(SessionStart(study_id=study_id, address_hash=address, at=now))
-    db.flush()
+    conn.execute(insert(SessionStart).values(study_id=study_id, address_hash=address, at=now))
 
 
-def release_idle(db: Session, study_id: int, idle_minutes: float) -> int:
+def release_idle(conn: Connection, study_id: int, idle_minutes: float) -> int:
     """Give back the places of active sessions not seen for `idle_minutes`; how many."""
     cutoff = datetime.now(UTC) - timedelta(minutes=idle_minutes)
-    result = db.execute(
+    result = conn.execute(
         update(ParticipantSession)
         .where(
             ParticipantSession.study_id == study_id,
@@ -84,7 +83,6 @@ def release_idle(db: Session, study_id: int, idle_minutes: float) -> int:
             ParticipantSession.design_claim.is_not(None),
             ParticipantSession.last_seen_at < cutoff,
         )
-        .values(status="timed_out", design_claim=None),
-        execution_options={"synchronize_session": False},  # no such session is loaded
+        .values(status="timed_out", design_claim=None)
     )
     return result.rowcount or 0

@@ -52,7 +52,7 @@ def tie_order(group: str, slugs: list[str]) -> dict[str, int]:
 def claimed_places(db: Session, studies: list[Study]) -> dict[int, int]:
     """Places held per study (active or finished sessions; expired ones released first)."""
     for study in studies:
-        sessions.release_expired(db, study, study_config(study))
+        sessions.release_expired(db.connection(), study.id, study_config(study))
     rows = db.execute(
         select(ParticipantSession.study_id, func.count())
         .where(

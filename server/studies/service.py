@@ -52,10 +52,14 @@ def cached_config(db: Session | Connection, study_id: int, config_hash: str) -> 
     return _configs[key]
 
 
+def study_not_found(slug: str) -> NotFound:
+    return NotFound(f"no study {slug!r} (see: psychinterp study list)")
+
+
 def get_study(db: Session, slug: str) -> Study:
     study = db.scalar(select(Study).where(Study.slug == slug))
     if study is None:
-        raise NotFound(f"no study {slug!r} (see: psychinterp study list)")
+        raise study_not_found(slug)
     return study
 
 

@@ -32,7 +32,13 @@ from server.errors import AppError, Conflict, Forbidden, Unauthorized
 from server.studies.admission import AdmissionLimits, admit, aware, release_idle
 from server.studies.assignment import Planned, SlotInfo, plan_session
 from server.studies.schema import StudyConfig
-from server.studies.service import cached_config, get_study, slot_info, study_config
+from server.studies.service import (
+    cached_config,
+    get_study,
+    slot_info,
+    study_config,
+    study_not_found,
+)
 from server.studies.stimulus_urls import choice_images, single_images, trial_images
 
 MTURK_PREVIEW = "ASSIGNMENT_ID_NOT_AVAILABLE"
@@ -176,6 +182,36 @@ def comprehension_questions(config: StudyConfig) -> list[dict[str, Any]]:
 # --- start / resume ----------------------------------------------------------------------------
 
 
+# The start path runs Core statements on the session's connection: a start is one write of
+# SQLite's single writer, so its cost is every other arrival's wait (issue 25: 16 parallel
+# starts, p99 < 200 ms). ORM loads (the study row with its frozen design, session objects and
+# their unit of work) took most of it; the study's config and design come from caches.
+_LIVE_STUDY = select(Study.id, Study.status, Study.config_hash, Study.stimulus_set_id).where(
+    Study.slug == bindparam("slug")
+)
+_WORKER_SESSION = select(ParticipantSession.id).where(
+    ParticipantSession.study_id == bindparam("study_id"),
+    ParticipantSession.worker_hash == bindparam("worker_hash"),
+)
+
+
+@dataclass(frozen=True)
+class StudyKey:
+    """What a session start needs of the study row (its config and design are cached)."""
+
+    id: int
+    status: str
+    config_hash: str
+    stimulus_set_id: str | None
+
+
+def _study_key(conn: Connection, slug: str) -> StudyKey:
+    row = conn.execute(_LIVE_STUDY, {"slug": slug}).first()
+    if row is None:
+        raise study_not_found(slug)
+    return StudyKey(*row)
+
+
 def start_session(
     db: Session,
     secret_key: str,
@@ -193,31 +229,32 @@ def start_session(
     platform, worker = worker_identity(params)
     worker_hash = keyed_hash(secret_key, f"{platform}:{worker}", "worker") if worker else None
     for _ in range(CLAIM_RETRIES):
-        study = get_study(db, slug)
+        conn = db.connection()
+        study = _study_key(conn, slug)
         if study.status != "live":
             raise Conflict(f"this study is {study.status}: it is not taking participants now")
-        config = study_config(study)
+        config = cached_config(conn, study.id, study.config_hash)
         require_platform_id(config, platform, params)
         if worker_hash:
-            existing = db.scalar(
-                select(ParticipantSession).where(
-                    ParticipantSession.study_id == study.id,
-                    ParticipantSession.worker_hash == worker_hash,
-                )
-            )
+            existing = conn.execute(
+                _WORKER_SESSION, {"study_id": study.id, "worker_hash": worker_hash}
+            ).scalar()
             if existing is not None:
-                return _resume(db, existing, config, client), False
-            _check_not_barred(db, config, worker_hash)
+                session = db.get(ParticipantSession, existing)
+                return _resume(db, session, config, client), False
+            _check_not_barred(conn, config, worker_hash)
         # PostgreSQL: new arrivals for one study take turns (SQLite's writer is one at a
         # time, so it skips the statement). NO KEY UPDATE: rows referencing the study only
         # need a key share of it.
-        if db.get_bind().dialect.name != "sqlite":
-            db.execute(select(Study.id).where(Study.id == study.id).with_for_update(key_share=True))
+        if conn.dialect.name != "sqlite":
+            conn.execute(
+                select(Study.id).where(Study.id == study.id).with_for_update(key_share=True)
+            )
         if limits is not None:
-            admit(db, limits, study.id, address or "")
+            admit(conn, limits, study.id, address or "")
         try:
-            session, token, n_trials = _claim(
-                db, study, config, worker_hash, platform, params, client, limits
+            session_id, condition, token, n_trials = _claim(
+                conn, study, config, worker_hash, platform, params, client, limits
             )
         except IntegrityError:
             if not own_transaction:
@@ -225,11 +262,11 @@ def start_session(
             db.rollback()  # another arrival took that claim (or this worker's row): try again
             continue
         return {
-            "session_id": session.id,
+            "session_id": session_id,
             "token": token,
             "n_trials": n_trials,
             "resumed": False,
-            "instructions": config.instructions_for(session.condition),
+            "instructions": config.instructions_for(condition),
         }, True
     raise Conflict("too many participants are arriving at once: try again in a moment")
 
@@ -285,13 +322,25 @@ def _resume(
     }
 
 
-def _check_not_barred(db: Session, config: StudyConfig, worker_hash: str) -> None:
-    barred = db.scalar(
-        select(BarredWorker.study_group).where(
-            BarredWorker.worker_hash == worker_hash,
-            BarredWorker.study_group.in_(config.barred_by),
-        )
+_BARRED = select(BarredWorker.study_group).where(
+    BarredWorker.worker_hash == bindparam("worker_hash"),
+    BarredWorker.study_group.in_(bindparam("groups", expanding=True)),
+)
+_RELEASE_EXPIRED = (
+    update(ParticipantSession)
+    .where(
+        ParticipantSession.study_id == bindparam("of_study"),
+        ParticipantSession.status == "active",
+        ParticipantSession.design_claim.is_not(None),
+        ParticipantSession.started_at < bindparam("cutoff"),
     )
+    .values(status="timed_out", design_claim=None)
+)
+
+
+def _check_not_barred(conn: Connection, config: StudyConfig, worker_hash: str) -> None:
+    groups = list(config.barred_by)
+    barred = conn.execute(_BARRED, {"worker_hash": worker_hash, "groups": groups}).first()
     if barred is not None:
         raise Forbidden(
             "you have already taken part in this study or one of its series, "
@@ -299,21 +348,10 @@ def _check_not_barred(db: Session, config: StudyConfig, worker_hash: str) -> Non
         )
 
 
-def release_expired(db: Session, study: Study, config: StudyConfig) -> None:
+def release_expired(conn: Connection, study_id: int, config: StudyConfig) -> None:
     """Unfinished sessions past the time limit give their place back (Prolific reopens it)."""
     cutoff = datetime.now(UTC) - timedelta(minutes=config.time_limits.session_minutes)
-    db.execute(
-        update(ParticipantSession)
-        .where(
-            ParticipantSession.study_id == study.id,
-            ParticipantSession.status == "active",
-            ParticipantSession.design_claim.is_not(None),
-            ParticipantSession.started_at < cutoff,
-        )
-        .values(status="timed_out", design_claim=None),
-        # Core update: no session object of this study is loaded to keep in step.
-        execution_options={"synchronize_session": False},
-    )
+    conn.execute(_RELEASE_EXPIRED, {"of_study": study_id, "cutoff": cutoff})
 
 
 def _capacity(config: StudyConfig, n_rows: int) -> int | None:
@@ -327,29 +365,31 @@ def _capacity(config: StudyConfig, n_rows: int) -> int | None:
     return min(known) if known else None
 
 
-def _free_claim(db: Session, study: Study) -> int:
+_CLAIMS = ParticipantSession.design_claim
+_OF_STUDY = (ParticipantSession.study_id == bindparam("study_id"), _CLAIMS.is_not(None))
+_CLAIM_RANGE = select(func.count(_CLAIMS), func.min(_CLAIMS), func.max(_CLAIMS)).where(*_OF_STUDY)
+_TAKEN = aliased(ParticipantSession)
+_LOWEST_GAP = select(func.min(_CLAIMS + 1)).where(
+    *_OF_STUDY,
+    ~select(_TAKEN.id)
+    .where(_TAKEN.study_id == bindparam("study_id"), _TAKEN.design_claim == _CLAIMS + 1)
+    .exists(),
+)
+
+
+def _free_claim(conn: Connection, study_id: int) -> int:
     """The lowest place of the design nobody holds.
 
     Asked of the database, not by loading every claim (issue 25: a study's thousands of
     sessions made that the slowest part of a start). Usually no place was released, the
     claims are 0..n-1 and the answer is n; otherwise the lowest gap, found on the unique
     (study_id, design_claim) index."""
-    claims = ParticipantSession.design_claim
-    of_study = (ParticipantSession.study_id == study.id, claims.is_not(None))
-    count, lowest, highest = db.execute(
-        select(func.count(claims), func.min(claims), func.max(claims)).where(*of_study)
-    ).one()
+    count, lowest, highest = conn.execute(_CLAIM_RANGE, {"study_id": study_id}).one()
     if count == 0 or lowest > 0:
         return 0
     if highest == count - 1:
         return count
-    taken = aliased(ParticipantSession)
-    next_is_free = ~(
-        select(taken.id)
-        .where(taken.study_id == study.id, taken.design_claim == claims + 1)
-        .exists()
-    )
-    return db.scalar(select(func.min(claims + 1)).where(*of_study, next_is_free))
+    return conn.execute(_LOWEST_GAP, {"study_id": study_id}).scalar_one()
 
 
 def between_condition(config: StudyConfig, design: Design, row: int) -> str | None:
@@ -360,49 +400,58 @@ def between_condition(config: StudyConfig, design: Design, row: int) -> str | No
 
 
 def _claim(
-    db, study, config, worker_hash, platform, params, client, limits
-) -> tuple[ParticipantSession, str, int]:
+    conn: Connection,
+    study: StudyKey,
+    config: StudyConfig,
+    worker_hash: str | None,
+    platform: str,
+    params: dict[str, Any],
+    client: dict[str, Any],
+    limits: AdmissionLimits | None,
+) -> tuple[str, str | None, str, int]:
     """Take the lowest free place in the design; the unique claim makes races fail loudly.
-    Returns the session, its token and its number of trials."""
-    release_expired(db, study, config)
-    design = study_design(db, study)
-    claim = _free_claim(db, study)
+    Returns the session's id, its condition (between designs), its token and its number
+    of trials."""
+    release_expired(conn, study.id, config)
+    design = cached_design(conn, study.id, study.config_hash, study.stimulus_set_id)
+    claim = _free_claim(conn, study.id)
     capacity = _capacity(config, len(design.rows))
     full = capacity is not None and claim >= capacity
-    if full and limits is not None and release_idle(db, study.id, limits.idle_place_minutes):
-        claim = _free_claim(db, study)
+    if full and limits is not None and release_idle(conn, study.id, limits.idle_place_minutes):
+        claim = _free_claim(conn, study.id)
     if capacity is not None and claim >= capacity:
         raise Conflict("this study has all the participants it needs: thank you for your interest")
     seed = secrets.randbelow(2**31)
-    session = ParticipantSession(
-        study_id=study.id,
-        worker_hash=worker_hash,
-        platform=platform,
-        platform_params={
-            k: v
-            for k, v in params.items()
-            if v is not None and k != "workerId" and k != "PROLIFIC_PID"
+    row = claim % len(design.rows)
+    condition = between_condition(config, design, row)
+    session_id, token = new_id(), new_token()
+    conn.execute(
+        insert(ParticipantSession),
+        {
+            "id": session_id,
+            "study_id": study.id,
+            "worker_hash": worker_hash,
+            "platform": platform,
+            "platform_params": {
+                k: v
+                for k, v in params.items()
+                if v is not None and k != "workerId" and k != "PROLIFIC_PID"
+            },
+            "seed": seed,
+            "design_claim": claim,
+            "design_row": row,
+            "condition": condition,
+            "client_info": client,
+            "token_hash": token_digest(token),
+            "token_expires_at": datetime.now(UTC)
+            + timedelta(minutes=config.time_limits.session_minutes),
         },
-        seed=seed,
-        design_claim=claim,
-        design_row=claim % len(design.rows),
-        condition=between_condition(config, design, claim % len(design.rows)),
-        client_info=client,
-        token_hash="pending",
     )
-    session.id = new_id()
-    token = new_token()
-    session.token_hash = token_digest(token)
-    session.token_expires_at = datetime.now(UTC) + timedelta(
-        minutes=config.time_limits.session_minutes
-    )
-    db.add(session)
-    db.flush()
     planned = plan_session(
         config, design.rows, design.slots, design.catch, design.practice, claim, seed
     )
-    insert_assignments(db, session.id, planned)
-    return session, token, len(planned)
+    insert_assignments(conn, session_id, planned)
+    return session_id, condition, token, len(planned)
 
 
 def insert_assignments(db: Session | Connection, session_id: str, planned: list[Planned]) -> None:
