@@ -116,6 +116,12 @@ def test_lifecycle_through_pages_and_api(app, settings):
         people = client.get("/api/admin/studies/e2e/participants").json()
         assert len(people) == 3 and all(p["status"] == "completed" for p in people)
         assert all(p["catch_accuracy"] == 1.0 and p["responses"] > 0 for p in people)
+        counts = client.get("/api/admin/studies/e2e/counts").json()  # what a live page polls
+        assert counts == {
+            "started": 3,
+            "completed": 3,
+            "responses": sum(p["responses"] for p in people),
+        }
         before = client.get("/api/admin/studies/e2e/results").json()["summary"]["excluded"]
         target = people[0]["id"]
         client.post(

@@ -13,12 +13,11 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from server.api.deps import SessionDep
 from server.auth import LoginFailed, admin_for_token, login, logout
-from server.db.models import AdminSession, AdminUser, ParticipantSession, Study
-from server.db.models import Response as Answer
+from server.db.models import AdminSession, AdminUser, Study
 from server.errors import AppError, Forbidden, NotFound
 from server.login_throttle import (
     DEVICE_COOKIE,
@@ -31,6 +30,7 @@ from server.login_throttle import (
     record_login_success,
 )
 from server.security_headers import REPORT_CSP
+from server.studies.service import participation_counts
 from web import TEMPLATES_DIR
 
 router = APIRouter(prefix="/admin", tags=["admin"], include_in_schema=False)
@@ -139,31 +139,12 @@ def _page(request: Request, admin: tuple[AdminUser, AdminSession], template: str
     return templates.TemplateResponse(request, template, context)
 
 
-def _study_counts(db: SessionDep) -> dict[int, dict[str, int]]:
-    counts: dict[int, dict[str, int]] = defaultdict(
-        lambda: {"started": 0, "completed": 0, "responses": 0}
-    )
-    for study_id, status, n in db.execute(
-        select(ParticipantSession.study_id, ParticipantSession.status, func.count()).group_by(
-            ParticipantSession.study_id, ParticipantSession.status
-        )
-    ):
-        counts[study_id]["started"] += n
-        if status == "completed":
-            counts[study_id]["completed"] += n
-    for study_id, n in db.execute(
-        select(ParticipantSession.study_id, func.count(Answer.id))
-        .join(Answer, Answer.session_id == ParticipantSession.id)
-        .group_by(ParticipantSession.study_id)
-    ):
-        counts[study_id]["responses"] = n
-    return counts
-
-
 @router.get("", response_class=HTMLResponse)
 def studies_page(request: Request, db: SessionDep, admin: CurrentAdmin) -> Response:
     studies = db.scalars(select(Study).order_by(Study.created_at.desc())).all()
-    return _page(request, admin, "admin/studies.html", studies=studies, counts=_study_counts(db))
+    counts = defaultdict(lambda: {"started": 0, "completed": 0, "responses": 0})
+    counts |= participation_counts(db)
+    return _page(request, admin, "admin/studies.html", studies=studies, counts=counts)
 
 
 def _get_study(db: SessionDep, slug: str) -> Study:
@@ -184,7 +165,7 @@ def study_page(request: Request, slug: str, db: SessionDep, admin: CurrentAdmin)
     from analysis.machine_report import study_machine_section
 
     machine_html = study_machine_section(request.app.state.engine, study.config)  # issue 22
-    counts = _study_counts(db)[study.id]
+    counts = participation_counts(db, study.id)[study.id]
     job = next((job_view(j) for j in list_jobs(db, study.id, limit=1)), None)
     return _page(
         request,

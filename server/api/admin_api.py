@@ -206,6 +206,20 @@ def close(slug: str, db: SessionDep, researcher: CurrentResearcher) -> StudyPubl
     return _transition(db, researcher, slug, "close")
 
 
+class StudyCounts(BaseModel):
+    started: int = Field(description="Sessions started (any status).")
+    completed: int = Field(description="Sessions completed.")
+    responses: int = Field(description="Responses stored (all trial kinds).")
+
+
+@router.get("/studies/{slug}/counts", response_model=StudyCounts)
+def counts(slug: str, db: SessionDep, researcher: CurrentResearcher) -> dict[str, int]:
+    """How many took part so far: cheap, so a live study's page can poll it and re-read its
+    results only when they have changed."""
+    study = studies.get_study(db, slug)
+    return studies.participation_counts(db, study.id)[study.id]
+
+
 @router.get("/studies/{slug}/results")
 def results(
     request: Request, slug: str, db: SessionDep, researcher: CurrentResearcher

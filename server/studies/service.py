@@ -10,12 +10,12 @@ import hashlib
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import Connection, delete, select
+from sqlalchemy import Connection, delete, func, select
 from sqlalchemy.orm import Session
 
 from server import paradigms
 from server.config import Settings
-from server.db.models import Study, Trial
+from server.db.models import ParticipantSession, Response, Study, Trial
 from server.errors import AppError, Conflict, NotFound
 from server.hashing import json_sha256
 from server.studies.assignment import SlotInfo, design_rows
@@ -281,3 +281,34 @@ def ensure_live_study(factory, settings: Settings, file_or_slug: str) -> str:
         if study.status != "live":
             raise Conflict(f"study {slug!r} is {study.status}: launch it first")
     return slug
+
+
+def participation_counts(db: Session, study_id: int | None = None) -> dict[int, dict[str, int]]:
+    """Sessions started and completed and responses stored, per study (one study's, or all).
+
+    Two aggregate queries: the dashboard lists them for every study, and a live study's page
+    polls them to know when its results have changed."""
+    counts: dict[int, dict[str, int]] = {}
+
+    def of(sid: int) -> dict[str, int]:
+        return counts.setdefault(sid, {"started": 0, "completed": 0, "responses": 0})
+
+    if study_id is not None:
+        of(study_id)
+    which = [] if study_id is None else [ParticipantSession.study_id == study_id]
+    for sid, status, n in db.execute(
+        select(ParticipantSession.study_id, ParticipantSession.status, func.count())
+        .where(*which)
+        .group_by(ParticipantSession.study_id, ParticipantSession.status)
+    ):
+        of(sid)["started"] += n
+        if status == "completed":
+            of(sid)["completed"] += n
+    for sid, n in db.execute(
+        select(ParticipantSession.study_id, func.count(Response.id))
+        .join(Response, Response.session_id == ParticipantSession.id)
+        .where(*which)
+        .group_by(ParticipantSession.study_id)
+    ):
+        of(sid)["responses"] = n
+    return counts

@@ -2,7 +2,7 @@
 
 Log in, paste a broken YAML and see the error at its line, upload a good one, generate it
 (a background job in a real worker process), watch the progress, preview, launch, let
-simulated participants take part, see counts and plots, exclude one and see the scores
+simulated participants take part, see counts and plots update by themselves, exclude one and see the scores
 change, export CSV, create and revoke an API token, log out.
 
 With PSYCHINTERP_SCREENSHOTS=1 the pages are also saved to docs/screenshots/ (README).
@@ -118,10 +118,12 @@ def test_researcher_walk(dashboard, page, tmp_path):
     page.get_by_test_id("study-launch").click()
     page.get_by_test_id("study-pause").wait_for()
 
+    expect(page.get_by_test_id("no-results")).to_be_visible()
     run_simulation(url, "walk", 3, "oracle", concurrency=1, seed=4, session_factory=factory)
-    page.reload()
-    assert "finished 3" in page.locator("p.meta").first.inner_text()
+    # No reload: a live study's page polls its counts and swaps in the new results itself.
+    expect(page.get_by_test_id("study-counts")).to_contain_text("finished 3", timeout=60_000)
     expect(page.locator(".figure img")).to_have_count(1)
+    expect(page.get_by_test_id("live-status")).to_contain_text("checked")
     assert page.get_by_test_id("by-condition").is_visible()
     _shot(page, "admin-study")
 
