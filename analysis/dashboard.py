@@ -58,8 +58,9 @@ def study_results(engine: Engine, study: Any) -> dict[str, Any]:
 def everyone_excluded_note(frame, rules: ExclusionRules) -> str:
     """Page wording (no CLI flags) for "the study's rules exclude everybody so far"."""
     _, report = apply_exclusions(frame, rules)
-    caught = ", ".join(
-        f"{name.replace('_', ' ')} ({rule['threshold']}): {rule['participants']}"
+    # Named as in the YAML's `exclusion:` section, where the researcher would change them.
+    caught = "; ".join(
+        f"{name}: {rule['threshold']} excludes {rule['participants']}"
         for name, rule in report.rules.items()
         if rule.get("participants") and name != "manual"
     )

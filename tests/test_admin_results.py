@@ -44,6 +44,8 @@ def test_dashboard_scores_export_and_lifecycle(live_study):
         # Simulated participants finish in seconds, below the study's minimum total time:
         # the page says so and shows the scores without exclusions.
         assert 'data-testid="results-note"' in page.text
+        # The rule is named as in the YAML, where the researcher would change it.
+        assert re.search(r"total_time_s: \[[0-9., ]+\] excludes 6", page.text), page.text
         table = page.text[page.text.index('data-testid="by-condition"') :]
         for condition in ("natural", "none"):
             assert re.search(rf"<td>{condition}</td><td>1\.000</td>", table), condition
