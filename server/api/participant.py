@@ -36,7 +36,6 @@ from server.errors import AppError
 from server.studies import responses, sessions
 from server.studies.admission import AdmissionLimits, address_hash
 from server.studies.responses import ResponseIn
-from server.studies.sessions import SessionAuth
 
 router = APIRouter(prefix="/api/v1", tags=["participant"])
 
@@ -158,10 +157,6 @@ def _bearer(authorization: str | None) -> str | None:
     return None
 
 
-def _auth(db, session_id: str, authorization: str | None) -> SessionAuth:
-    return sessions.authenticate(db, session_id, _bearer(authorization))
-
-
 AuthHeader = Annotated[str | None, Header()]
 
 
@@ -254,11 +249,15 @@ async def create_session(slug: str, request: Request) -> JSONResponse:
     response_model=TrialPublic,
     response_model_exclude_unset=True,
 )
-def get_next_trial(
-    session_id: str, db: SessionDep, request: Request, authorization: AuthHeader = None
-):
-    auth = _auth(db, session_id, authorization)
-    trial = sessions.next_trial(db, auth, request.app.state.secret_key)
+async def get_next_trial(session_id: str, request: Request, authorization: AuthHeader = None):
+    # It marks the trial served (only served trials can be answered): a write of the hot path.
+    write = functools.partial(
+        sessions.next_trial_write,
+        session_id=session_id,
+        token=_bearer(authorization),
+        secret_key=request.app.state.secret_key,
+    )
+    trial = await run_write(request, write)
     return trial if trial is not None else Response(status_code=204)
 
 
@@ -297,19 +296,28 @@ async def post_response(session_id: str, request: Request) -> JSONResponse:
     responses=_errors(401, 409, 413, 415, 422),
     openapi_extra=_json_body(EventsCreate),
 )
-def post_events(
+async def post_events(
     session_id: str,
+    request: Request,
     body: Annotated[EventsCreate, _body(EventsCreate)],
-    db: SessionDep,
     authorization: AuthHeader = None,
 ) -> Response:
-    auth = _auth(db, session_id, authorization)
-    sessions.record_events(db, auth, [e.model_dump() for e in body.events])
+    events = [e.model_dump() for e in body.events]
+    write = functools.partial(
+        sessions.record_events_write,
+        session_id=session_id,
+        token=_bearer(authorization),
+        events=events,
+    )
+    await run_write(request, write)
     return Response(status_code=204)
 
 
 @router.post("/sessions/{session_id}/complete", responses=_errors(401, 409))
-def post_complete(
-    session_id: str, db: SessionDep, authorization: AuthHeader = None
+async def post_complete(
+    session_id: str, request: Request, authorization: AuthHeader = None
 ) -> dict[str, Any]:
-    return sessions.complete_session(db, _auth(db, session_id, authorization))
+    write = functools.partial(
+        sessions.complete_session_write, session_id=session_id, token=_bearer(authorization)
+    )
+    return await run_write(request, write)

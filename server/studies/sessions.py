@@ -597,6 +597,36 @@ def next_trial(db: Session, auth: SessionAuth, secret_key: str) -> dict[str, Any
     }
 
 
+def _as_write(conn: Connection, session_id: str, token: str | None, run) -> Any:
+    """`run(db, auth)` inside a write of server.db.writes.run_write, authenticated there."""
+    with Session(bind=conn, join_transaction_mode="rollback_only") as db:
+        result = run(db, authenticate(db, session_id, token))
+        db.flush()
+        return result
+
+
+# The participant routes that write (besides responses and starts) run as writes of the hot
+# path too: on SQLite in the writer process, which takes the write lock for every batch. A
+# request thread writing beside it waited in SQLite's busy handler and, under bench/faults.py's
+# 50 participants at once, could wait out its 30 s and fail with "database is locked".
+
+
+def next_trial_write(
+    conn: Connection, session_id: str, token: str | None, secret_key: str
+) -> dict[str, Any] | None:
+    return _as_write(conn, session_id, token, lambda db, a: next_trial(db, a, secret_key))
+
+
+def complete_session_write(conn: Connection, session_id: str, token: str | None) -> dict[str, Any]:
+    return _as_write(conn, session_id, token, complete_session)
+
+
+def record_events_write(
+    conn: Connection, session_id: str, token: str | None, events: list[dict[str, Any]]
+) -> None:
+    return _as_write(conn, session_id, token, lambda db, a: record_events(db, a, events))
+
+
 def check_open(study_status: str, session_status: str) -> None:
     """Refuse answers once the study is closed or the session is over (with the reason)."""
     if study_status == "closed":
