@@ -17,8 +17,9 @@ def get_db(request: Request) -> Iterator[Session]:
     """One session per request: commit once on success, roll back on error.
 
     No Python lock is held here: a lock held across the dependency's thread hops could
-    starve the threadpool. Concurrent SQLite writers on these (rare) routes wait in
-    SQLite's busy handler; the hot response route uses `run_write` instead.
+    starve the threadpool. Concurrent SQLite writers on these routes (the dashboard's, rare)
+    wait in SQLite's busy handler; every participant route that writes uses `run_write`
+    instead (under load, a busy-handler writer starved beside the writer process).
     """
     with session_scope(request.app.state.session_factory) as session:
         yield session
