@@ -174,3 +174,43 @@ def test_running_job_stops_at_its_next_report_when_cancelled(factory, tmp_path):
         assert row.status == "cancelled" and row.result is None and row.progress < 999
         assert "counting: started (1000 units)" in row.log_tail
         assert service.job_view(row)["resumable"]
+
+
+def _process_gone(pid: int) -> bool:
+    """Exited (no such process, or a zombie nobody has reaped yet)."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+def test_servers_worker_exits_when_the_server_is_killed(tmp_path):
+    """`psychinterp serve` starts a job worker; a server killed with SIGKILL runs no shutdown,
+    and its worker used to stay behind, polling the database for ever."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    server = (
+        "import time\n"
+        "from server.config import Settings\n"
+        "from server.jobs.local import LocalRunner\n"
+        f"settings = Settings(database_url='sqlite:///{tmp_path / 'w.db'}', "
+        f"data_dir='{tmp_path}', secret_key='k')\n"
+        "runner = LocalRunner(settings, poll_s=0.2)\n"
+        "runner.start()\n"
+        "print(runner.process.pid, flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", server], stdout=subprocess.PIPE, text=True)
+    try:
+        worker = int(parent.stdout.readline())
+        assert not _process_gone(worker)
+        os.kill(parent.pid, signal.SIGKILL)
+        parent.wait(timeout=60)
+        _wait_for(lambda: _process_gone(worker), "the orphaned worker to exit", timeout_s=120)
+    finally:
+        parent.kill()
+        parent.wait()

@@ -8,14 +8,17 @@ loop in the foreground (e.g. on a GPU box sharing the database).
 from __future__ import annotations
 
 import multiprocessing
+import os
 import signal
 import threading
 
 from server.config import Settings
 
 
-def run_worker(settings: Settings, poll_s: float = 1.0) -> None:
-    """The worker process's main: the job loop until SIGTERM/SIGINT."""
+def run_worker(settings: Settings, poll_s: float = 1.0, parent_pid: int | None = None) -> None:
+    """The worker process's main: the job loop until SIGTERM/SIGINT, or, for the worker a
+    server started (`parent_pid`), until that server is gone: a server killed without its
+    shutdown (SIGKILL, a crash) must not leave its worker polling the database forever."""
     from server.db.migrate import upgrade_database
     from server.db.session import make_engine, make_session_factory
     from server.jobs.runner import worker_loop
@@ -23,12 +26,22 @@ def run_worker(settings: Settings, poll_s: float = 1.0) -> None:
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
+    if parent_pid is not None:
+        threading.Thread(target=_stop_when_orphaned, args=(parent_pid, stop), daemon=True).start()
     upgrade_database(settings.database_url)
     engine = make_engine(settings.database_url)
     try:
         worker_loop(make_session_factory(engine), settings, stop, poll_s)
     finally:
         engine.dispose()
+
+
+def _stop_when_orphaned(parent_pid: int, stop: threading.Event, every_s: float = 1.0) -> None:
+    """Set `stop` once this process's parent is no longer `parent_pid` (it was reparented:
+    the server died). A job in progress runs to its end first, as on SIGTERM."""
+    while not stop.wait(every_s):
+        if os.getppid() != parent_pid:
+            stop.set()
 
 
 class LocalRunner:
@@ -43,7 +56,9 @@ class LocalRunner:
         # spawn: a fresh interpreter (no forked torch threads, no copied DB connections).
         context = multiprocessing.get_context("spawn")
         self.process = context.Process(
-            target=run_worker, args=(self.settings, self.poll_s), name="psychinterp-worker"
+            target=run_worker,
+            args=(self.settings, self.poll_s, os.getpid()),
+            name="psychinterp-worker",
         )
         self.process.daemon = True
         self.process.start()
