@@ -7,7 +7,6 @@ Every route here except the login form needs a valid server-side admin session
 from __future__ import annotations
 
 import secrets
-from collections import defaultdict
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Form, Request
@@ -142,8 +141,7 @@ def _page(request: Request, admin: tuple[AdminUser, AdminSession], template: str
 @router.get("", response_class=HTMLResponse)
 def studies_page(request: Request, db: SessionDep, admin: CurrentAdmin) -> Response:
     studies = db.scalars(select(Study).order_by(Study.created_at.desc())).all()
-    counts = defaultdict(lambda: {"started": 0, "completed": 0, "responses": 0})
-    counts |= participation_counts(db)
+    counts = participation_counts(db)
     return _page(request, admin, "admin/studies.html", studies=studies, counts=counts)
 
 

@@ -33,9 +33,20 @@ from typing import Any, TypeVar
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 T = TypeVar("T")
 Write = Callable[[Connection], T]
+
+
+def with_orm_session(conn: Connection, run: Callable[[Session], T]) -> T:
+    """`run(db)` on an ORM session joined to a write's connection, flushed before it returns:
+    for writes written against the ORM (the write's savepoint or transaction stays in charge
+    of commit and rollback)."""
+    with Session(bind=conn, join_transaction_mode="rollback_only") as db:
+        result = run(db)
+        db.flush()
+        return result
 
 
 @dataclass(eq=False)

@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session
 
 from server.auth import keyed_hash
 from server.db.models import ParticipantSession, Study
+from server.db.writes import with_orm_session
 from server.errors import AppError, Conflict, NotFound
 from server.studies import sessions
 from server.studies.admission import AdmissionLimits
@@ -149,9 +150,9 @@ def start_group_session_write(
 ) -> tuple[str, dict[str, Any], bool]:
     """`start_group_session` as a write for server.db.writes.run_write (SQLite's writer
     process; a transaction of its own on PostgreSQL), like `sessions.start_session_write`."""
-    with Session(bind=conn, join_transaction_mode="rollback_only") as db:
-        result = start_group_session(
+    return with_orm_session(
+        conn,
+        lambda db: start_group_session(
             db, secret_key, group, params, client, address, limits, own_transaction=False
-        )
-        db.flush()
-        return result
+        ),
+    )

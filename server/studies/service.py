@@ -7,6 +7,7 @@ Once launched, a study's config, seed, trials and stimulus hashes never change.
 from __future__ import annotations
 
 import hashlib
+from collections import defaultdict
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -283,32 +284,31 @@ def ensure_live_study(factory, settings: Settings, file_or_slug: str) -> str:
     return slug
 
 
-def participation_counts(db: Session, study_id: int | None = None) -> dict[int, dict[str, int]]:
-    """Sessions started and completed and responses stored, per study (one study's, or all).
+def participation_counts(
+    db: Session, study_id: int | None = None
+) -> defaultdict[int, dict[str, int]]:
+    """Sessions started and completed and responses stored, per study (one study's, or all;
+    a study nobody has started reads as zeros).
 
     Two aggregate queries: the dashboard lists them for every study, and a live study's page
     polls them to know when its results have changed."""
-    counts: dict[int, dict[str, int]] = {}
-
-    def of(sid: int) -> dict[str, int]:
-        return counts.setdefault(sid, {"started": 0, "completed": 0, "responses": 0})
-
-    if study_id is not None:
-        of(study_id)
+    counts: defaultdict[int, dict[str, int]] = defaultdict(
+        lambda: {"started": 0, "completed": 0, "responses": 0}
+    )
     which = [] if study_id is None else [ParticipantSession.study_id == study_id]
     for sid, status, n in db.execute(
         select(ParticipantSession.study_id, ParticipantSession.status, func.count())
         .where(*which)
         .group_by(ParticipantSession.study_id, ParticipantSession.status)
     ):
-        of(sid)["started"] += n
+        counts[sid]["started"] += n
         if status == "completed":
-            of(sid)["completed"] += n
+            counts[sid]["completed"] += n
     for sid, n in db.execute(
         select(ParticipantSession.study_id, func.count(Response.id))
         .join(Response, Response.session_id == ParticipantSession.id)
         .where(*which)
         .group_by(ParticipantSession.study_id)
     ):
-        of(sid)["responses"] = n
+        counts[sid]["responses"] = n
     return counts

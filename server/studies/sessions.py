@@ -28,6 +28,7 @@ from server.db.models import (
     Trial,
     new_id,
 )
+from server.db.writes import with_orm_session
 from server.errors import AppError, Conflict, Forbidden, Unauthorized
 from server.studies.admission import AdmissionLimits, admit, aware, release_idle
 from server.studies.assignment import Planned, SlotInfo, plan_session
@@ -189,6 +190,9 @@ def comprehension_questions(config: StudyConfig) -> list[dict[str, Any]]:
 _LIVE_STUDY = select(Study.id, Study.status, Study.config_hash, Study.stimulus_set_id).where(
     Study.slug == bindparam("slug")
 )
+_LOCK_STUDY = (
+    select(Study.id).where(Study.id == bindparam("study_id")).with_for_update(key_share=True)
+)
 _WORKER_SESSION = select(ParticipantSession.id).where(
     ParticipantSession.study_id == bindparam("study_id"),
     ParticipantSession.worker_hash == bindparam("worker_hash"),
@@ -247,9 +251,7 @@ def start_session(
         # time, so it skips the statement). NO KEY UPDATE: rows referencing the study only
         # need a key share of it.
         if conn.dialect.name != "sqlite":
-            conn.execute(
-                select(Study.id).where(Study.id == study.id).with_for_update(key_share=True)
-            )
+            conn.execute(_LOCK_STUDY, {"study_id": study.id})
         if limits is not None:
             admit(conn, limits, study.id, address or "")
         try:
@@ -284,12 +286,12 @@ def start_session_write(
     other writes in the writer process (one commit, no busy-handler sleeps: 16 parallel
     starts took seconds at p99 as separate transactions); on PostgreSQL a transaction of its
     own, the study row locked so that concurrent claims take turns instead of colliding."""
-    with Session(bind=conn, join_transaction_mode="rollback_only") as db:
-        result = start_session(
+    return with_orm_session(
+        conn,
+        lambda db: start_session(
             db, secret_key, slug, params, client, address, limits, own_transaction=False
-        )
-        db.flush()
-        return result
+        ),
+    )
 
 
 def _resume(
@@ -339,7 +341,7 @@ _RELEASE_EXPIRED = (
 
 
 def _check_not_barred(conn: Connection, config: StudyConfig, worker_hash: str) -> None:
-    groups = list(config.barred_by)
+    groups = config.barred_by
     barred = conn.execute(_BARRED, {"worker_hash": worker_hash, "groups": groups}).first()
     if barred is not None:
         raise Forbidden(
@@ -599,10 +601,7 @@ def next_trial(db: Session, auth: SessionAuth, secret_key: str) -> dict[str, Any
 
 def _as_write(conn: Connection, session_id: str, token: str | None, run) -> Any:
     """`run(db, auth)` inside a write of server.db.writes.run_write, authenticated there."""
-    with Session(bind=conn, join_transaction_mode="rollback_only") as db:
-        result = run(db, authenticate(db, session_id, token))
-        db.flush()
-        return result
+    return with_orm_session(conn, lambda db: run(db, authenticate(db, session_id, token)))
 
 
 # The participant routes that write (besides responses and starts) run as writes of the hot
