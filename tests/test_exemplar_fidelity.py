@@ -64,11 +64,11 @@ def test_layer_point_resolution_on_real_modules(lite0):
     assert resolve_layer_point(tv, "conv2", "pre_relu") == "conv2.bn"
     with pytest.raises(NoPreReluPoint, match="inception4a"):
         resolve_layer_point(tv, "inception4a", "pre_relu")
-    seq = LoadedModel(
-        lite0.spec,
-        nn.Sequential(nn.Conv2d(3, 4, 3), nn.Sequential(nn.Conv2d(4, 4, 1), nn.ReLU())).eval(),
-        torch.device("cpu"),
-    )
+    # Seeded weights: with unseeded ones every unit's mean can come out positive by chance.
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        layers = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Sequential(nn.Conv2d(4, 4, 1), nn.ReLU()))
+    seq = LoadedModel(lite0.spec, layers.eval(), torch.device("cpu"))
     assert resolve_layer_point(seq, "1", "pre_relu") == "1.0"
     assert resolve_layer_point(seq, "1.1", "pre_relu") == "1.0"
     # Before the ReLU, units take negative values; after it they tie at 0.
