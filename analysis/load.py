@@ -17,6 +17,7 @@ from analysis.columns import parse_bool, require_columns, standardise
 from server.config import Settings
 from server.db import models as m
 from server.errors import AppError, NotFound
+from server.paradigms.base import other_choice
 
 #: Export columns, one row per trial (jsPsych's long format plus our ids).
 EXPORT_COLUMNS = (
@@ -108,9 +109,9 @@ def _rows_statement(study_id: int):
             a.max_is_a,
             t.paradigm,
             t.images,
+            t.choices,
+            t.answer,
             t.details,
-            t.query_max.label("stimulus_max"),
-            t.query_min.label("stimulus_min"),
             r.received_at,
             r.client_sent_at,
             s.excluded,
@@ -170,6 +171,16 @@ def _paradigm_values(frame: pd.DataFrame, columns: dict[str, str]) -> pd.DataFra
 
 def _export_frame(rows: Sequence[Any], columns: dict[str, str]) -> pd.DataFrame:
     frame = pd.DataFrame(rows, columns=list(rows[0]._fields))
+    # The right and the wrong choice's image, read from the trial's role map like serving
+    # and grading do (export names them stimulus_max/min: the right one is the "max" query).
+    right_wrong = [
+        (images[answer], images[other_choice(choices, answer)])
+        for images, choices, answer in zip(
+            frame["images"], frame.pop("choices"), frame.pop("answer"), strict=True
+        )
+    ]
+    frame["stimulus_max"] = [right for right, _ in right_wrong]
+    frame["stimulus_min"] = [wrong for _, wrong in right_wrong]
     extra = _paradigm_values(frame, columns)
     max_is_a = frame["max_is_a"].astype(bool)
     frame["stimulus_a"] = frame["stimulus_max"].where(max_is_a, frame["stimulus_min"])

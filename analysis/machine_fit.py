@@ -20,6 +20,7 @@ from server.config import Settings
 from server.db.models import Trial
 from server.db.session import session_scope
 from server.errors import AppError
+from server.paradigms.base import other_choice
 from server.stimuli.store import ImageStore
 from server.studies.observers.backends import make_backend
 from server.studies.observers.similarity import delta_differences
@@ -37,13 +38,8 @@ def trial_differences(
 ) -> dict[str, float]:
     """d per trial, embedding each stored image once (cached like any image set)."""
     trials = list(db.scalars(select(Trial).where(Trial.id.in_(trial_ids))))
-    shas = sorted(
-        {
-            s
-            for t in trials
-            for s in (t.query_max, t.query_min, *t.references_max, *t.references_min)
-        }
-    )
+    roles = {t.id: _two_afc_roles(t) for t in trials}
+    shas = sorted({s for r in roles.values() for s in (r[2], r[3], *r[0], *r[1])})
     store = ImageStore(settings.stimuli_dir)
     paths = []
     for sha in shas:
@@ -60,16 +56,29 @@ def trial_differences(
         raise AppError("some stored stimulus images could not be read; check the image store")
     position = {sha: i for i, sha in enumerate(shas)}
     out = {}
-    for trial in trials:
+    for trial_id, (refs_max, refs_min, right, wrong) in roles.items():
         d = delta_differences(
             embeddings,
-            np.array([[position[s] for s in trial.references_max]]),
-            np.array([[position[s] for s in trial.references_min]]),
-            np.array([position[trial.query_max]]),
-            np.array([position[trial.query_min]]),
+            np.array([[position[s] for s in refs_max]]),
+            np.array([[position[s] for s in refs_min]]),
+            np.array([position[right]]),
+            np.array([position[wrong]]),
         )
-        out[trial.id] = float(d[0])
+        out[trial_id] = float(d[0])
     return out
+
+
+def _two_afc_roles(trial: Trial) -> tuple[list[str], list[str], str, str]:
+    """(max references, min references, right query, wrong query) from the role map."""
+    images = trial.images or {}
+    refs_max, refs_min = images.get("references_max"), images.get("references_min")
+    if not refs_max or not refs_min:
+        raise AppError(
+            f"trial {trial.id} ({trial.paradigm}, {trial.condition}) has no max and min "
+            "reference sets; the similarity observer's alpha is fitted on trials that show both"
+        )
+    wrong = other_choice(list(trial.choices), trial.answer)
+    return list(refs_max), list(refs_min), images[trial.answer], images[wrong]
 
 
 def fit_study_alpha(

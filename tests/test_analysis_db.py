@@ -18,6 +18,8 @@ from server.cli import app
 from server.db import models as m
 from server.db.migrate import upgrade_database
 from server.db.session import make_engine
+from server.paradigms.base import trial_row
+from server.paradigms.imi import CHOICES
 
 runner = CliRunner()
 START = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
@@ -44,13 +46,12 @@ def make_study(url: str, answers: dict[str, list[tuple[str, str, bool]]]) -> Non
         trials: dict[tuple[str, str, int], m.Trial] = {}
         for kind, condition in {(k, c) for rows in answers.values() for k, c, _ in rows}:
             for u, unit in enumerate(units):
-                trial = m.Trial(
-                    study_id=study.id,
-                    unit_id=unit.id,
-                    kind=kind,
-                    condition=condition,
-                    query_max=_image(db, n_images + 1),
-                    query_min=_image(db, n_images + 2),
+                images = {
+                    "query_max": _image(db, n_images + 1),
+                    "query_min": _image(db, n_images + 2),
+                }
+                trial = trial_row(
+                    study.id, "imi", kind, condition, unit.id, 0, images, CHOICES, "query_max", {}
                 )
                 n_images += 2
                 trials[kind, condition, u] = trial

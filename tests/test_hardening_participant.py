@@ -213,12 +213,13 @@ def test_image_urls_are_per_session_and_unique_within_a_trial(api, live_study):
     # The first trials are practice trials: their query is also among the references, yet
     # every URL of the trial is different.
     with session_scope(factory) as db:
-        first = db.execute(
-            select(Trial.query_max, Trial.query_min, Trial.references_max, Trial.references_min)
+        images = db.scalars(
+            select(Trial.images)
             .join(Assignment, Assignment.trial_id == Trial.id)
             .where(Assignment.session_id == one["session_id"], Assignment.served_at.is_not(None))
         ).first()
-    shas = [first[0], first[1], *first[2], *first[3]]
+    shas = [images["query_max"], images["query_min"], *images["references_max"],
+            *images["references_min"]]  # fmt: skip
     assert len(set(shas)) < len(shas)  # an image shown twice in the trial...
     assert len(set(urls_one)) == len(urls_one)  # ...under two URLs
     # A URL belongs to its session: moved to another session it names nothing.
@@ -257,7 +258,7 @@ def test_no_header_or_url_differs_between_right_and_wrong_query(api, live_study)
             # Padding changes no pixel.
             with session_scope(factory) as db:
                 trial_row = db.get(Trial, trial["trial_id"])
-                path, _ = store.locate(trial_row.query_max)
+                path, _ = store.locate(trial_row.images[trial_row.answer])
             served = np.asarray(Image.open(io.BytesIO(r.content)).convert("RGB"))
             stored = np.asarray(Image.open(path).convert("RGB"))
             assert np.array_equal(served, stored)

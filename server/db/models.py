@@ -190,8 +190,10 @@ class Stimulus(Base):
 class Trial(Base):
     """A trial of some paradigm (server/paradigms): its images by role, the two roles offered
     as choices and the role of the right one (kept server-side). Serving and grading read
-    only `images`, `choices` and `answer`; the query/reference columns are kept filled (the
-    answer query as query_max) for readers that predate the paradigm seam (issue 21)."""
+    only `images`, `choices` and `answer`, and so do export, analysis and the MIS fit. The
+    query/reference columns are write-only: filled by `paradigms.base.trial_row` (the
+    answer query as query_max) because they are NOT NULL with foreign keys, and dropping
+    them on SQLite means a table rebuild that would cascade-delete every assignment."""
 
     __tablename__ = "trials"
 

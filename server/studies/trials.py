@@ -18,7 +18,7 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from server.db.models import Stimulus, StimulusSet, Trial, Unit
+from server.db.models import Stimulus, StimulusSet, Unit
 from server.errors import AppError
 from server.studies.schema import StudyConfig
 
@@ -101,20 +101,6 @@ class TrialSpec:
     references_max: list[str]
     references_min: list[str]
     details: dict
-
-    def to_row(self, study_id: int) -> Trial:
-        return Trial(
-            study_id=study_id,
-            unit_id=self.unit_id,
-            kind=self.kind,
-            condition=self.condition,
-            slot=self.slot,
-            query_max=self.query_max,
-            query_min=self.query_min,
-            references_max=self.references_max,
-            references_min=self.references_min,
-            details=self.details,
-        )
 
 
 def references(unit: UnitStimuli, condition: str, batch: int, n_synthetic: int):
