@@ -7,16 +7,16 @@ model's input size). Both renderers are warmed up (a 2-step render each) before 
 so one-off costs (CUDA context, cuDNN handles, module loading) stay out of both figures.
 
 Usage: python bench/fv_render.py [--steps 32] [--device cpu|cuda|cuda:1] [--runs 3]
-    [--threads N] [--old-path]
+    [--threads N] [--cpu-threads N]
 On CUDA it also times our renderer without CUDA graphs (`ours_eager_s`). It prints the
 network FLOP ratio too (what skipped work alone would give).
 
 `--runs`: ours and lucent alternate that many times (on a shared machine the load moves,
 so the two are timed side by side, run by run); the last line is the median ratio:
-speedup_vs_lucent=X.XX. `--threads`: the process's torch threads, which lucent uses; ours
-renders with `fv.cpu_threads: 1`. With `--threads 1` both run on one thread, the
-like-for-like figure. `--old-path` also times ours with the
-process's threads (the default, `fv.cpu_threads` unset) in each run.
+speedup_vs_lucent=X.XX. `--threads`: the process's torch threads, used by lucent and by
+ours at the default settings. `--cpu-threads`: ours with `fv.cpu_threads: N` instead of
+the default (unset: the process's threads), e.g. `--threads 1` alone is both on one
+thread (like for like), `--cpu-threads 1` is ours on one thread against lucent on all.
 """
 
 from __future__ import annotations
@@ -42,11 +42,8 @@ def _sync(device: torch.device) -> None:
 
 
 def time_ours(
-    model, units, steps: int, cuda_graphs: bool = True, old_path: bool = False
+    model, units, steps: int, cuda_graphs: bool = True, cpu_threads: int | None = None
 ) -> tuple[float, list]:
-    # Ours on 1-thread chunks; `old_path`: on the process's threads (fv.cpu_threads unset,
-    # the default since an idle machine showed 2 threads beat 1).
-    cpu = {"cpu_threads": torch.get_num_threads() if old_path else 1}
     config = FVConfig(
         steps=steps,
         image_size=128,
@@ -54,7 +51,7 @@ def time_ours(
         batch_size=8,
         early_stop=False,
         cuda_graphs=cuda_graphs,
-        **cpu,
+        cpu_threads=cpu_threads,
     )
     _sync(model.device)
     start = time.perf_counter()
@@ -116,7 +113,9 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None, help="process torch threads")
-    parser.add_argument("--old-path", action="store_true", help="also time the old CPU path")
+    parser.add_argument(
+        "--cpu-threads", type=int, default=None, help="ours: fv.cpu_threads (default unset)"
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -125,23 +124,21 @@ def main() -> None:
     lucent_model = load_model("efficientnet-lite0", args.device)
     units = sample_units(model, ["_blocks.3", "_blocks.10"], 4, seed=0)
 
-    time_ours(model, units, 2)  # warm-up
+    time_ours(model, units, 2, cpu_threads=args.cpu_threads)  # warm-up
     time_lucent(lucent_model, units[:1], 2)
     print(
         f"units={len(units)} steps={args.steps} size=128 device={model.device} "
-        f"threads={torch.get_num_threads()} (lucent's; ours: fv.cpu_threads=1 per chunk)"
+        f"threads={torch.get_num_threads()} fv.cpu_threads={args.cpu_threads or 'unset'}"
     )
-    ratios, old_ratios = [], []
+    ratios = []
     for run in range(1, args.runs + 1):
-        ours_s, ours = time_ours(model, units, args.steps)
+        ours_s, ours = time_ours(model, units, args.steps, cpu_threads=args.cpu_threads)
         lucent_s = time_lucent(lucent_model, units, args.steps)
         ratios.append(lucent_s / ours_s)
-        line = f"run {run}: ours_s={ours_s:.2f} lucent_s={lucent_s:.2f} ratio={ratios[-1]:.2f}"
-        if args.old_path and model.device.type == "cpu":
-            old_s, _ = time_ours(model, units, args.steps, old_path=True)
-            old_ratios.append(old_s / ours_s)
-            line += f" old_path_s={old_s:.2f} new_vs_old={old_ratios[-1]:.2f}"
-        print(line, flush=True)
+        print(
+            f"run {run}: ours_s={ours_s:.2f} lucent_s={lucent_s:.2f} ratio={ratios[-1]:.2f}",
+            flush=True,
+        )
     gains = [float(v.history[-4:].mean() - v.history[:4].mean()) for v in ours]
     if model.device.type == "cuda":
         eager_s, eager = time_ours(model, units, args.steps, cuda_graphs=False)
@@ -153,8 +150,6 @@ def main() -> None:
         )
     print(f"ours_s={ours_s:.2f} lucent_s={lucent_s:.2f} ours_objective_gain_min={min(gains):.2f}")
     print(f"network_flop_ratio={network_flop_ratio(model, units):.2f}")
-    if old_ratios:
-        print(f"new_path_vs_old_median={statistics.median(old_ratios):.2f}")
     print(f"speedup_vs_lucent={statistics.median(ratios):.2f}")
 
 

@@ -6,9 +6,10 @@ OpenMP's threads wait for each other at every operation: on the 2-core developme
 under a load of 5-9, a render with 2 torch threads took 2.5-9x as long as with 1 (bench
 figures in the README). So on CPU each chunk can render and be measured with
 `fv.cpu_threads` torch threads. The default (None) keeps the process's count: on an idle
-2-core machine 2 threads were 1.7x faster than 1 (bench/fv_render.py --old-path, new/old
-0.56-0.60), so 1 is a setting for busy machines and for Ray workers, not a default. More cores are used by rendering chunks in several processes
-(the Ray runner, server/jobs/ray_runner.py), not threads: chunks side by side in threads
+2-core machine 2 threads were 1.7x faster than 1 (bench/fv_render.py with and without
+--cpu-threads 1), so 1 is a setting for busy machines and for Ray workers, not a default.
+More cores are used by rendering chunks in several processes (the Ray runner,
+server/jobs/ray_runner.py), not threads: chunks side by side in threads
 of one process (each with its own copy of the network) gave the same pixels but were
 slower under that load (GIL hand-offs), so they were not kept.
 
