@@ -8,15 +8,20 @@ create databases (`.ci/run` sets it). Each test gets its own fresh database.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import importlib
+import json
 import os
+import threading
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, select, text
 
 from server.app import create_app
 from server.config import Settings
@@ -171,3 +176,50 @@ def live_study(request: pytest.FixtureRequest, tmp_path_factory, study_data_dir,
         settings, _, factory = opened
         study = launched_study(factory, settings, fast_study_yaml, "imi-demo-fast.yaml")
         yield settings, factory, study
+
+
+class PinnedDraws:
+    """A simulated observer (random, similarity) whose coin flips are pinned to the trials,
+    for tests that assert a statistic of its answers.
+
+    Unpinned, which draw meets which trial hangs on the sessions' seeds (secrets.randbelow,
+    drawn by the server) and on which thread claims which place, so every run is a new
+    sample. Here the k-th answer to a trial (known by its images) uses the draw u(trial, k),
+    mirrored when the max query is b, so that it is right iff u < p(right): however the
+    answers are ordered, each trial gets the same right/wrong answers in every run."""
+
+    def __init__(self, observer, session_factory):
+        self.observer, self.session_factory = observer, session_factory
+        self._answered: Counter = Counter()
+        self._lock = threading.Lock()
+
+    def __getattr__(self, name):
+        return getattr(self.observer, name)
+
+    def choose(self, client, session_id, trial, headers, rng):
+        from server.db.models import Assignment, Trial
+
+        with self.session_factory.kw["bind"].connect() as conn:
+            images, max_is_a = conn.execute(
+                select(Trial.images, Assignment.max_is_a)
+                .join(Assignment, Assignment.trial_id == Trial.id)
+                .where(Assignment.session_id == session_id, Trial.id == trial["trial_id"])
+                .order_by(Assignment.attempt.desc())  # a practice round's latest attempt
+                .limit(1)
+            ).one()
+        key = hashlib.sha256(json.dumps(images, sort_keys=True).encode()).hexdigest()
+        with self._lock:
+            k = self._answered[key]
+            self._answered[key] += 1
+        u = np.random.default_rng([int(key[:15], 16), k]).random()
+        return self.observer.choose(client, session_id, trial, headers, _Draw(u, max_is_a))
+
+
+class _Draw:
+    """An rng whose one draw is given (mirrored for a trial whose max query is b)."""
+
+    def __init__(self, u: float, max_is_a: bool):
+        self.value = u if max_is_a else 1 - u
+
+    def random(self) -> float:
+        return self.value

@@ -265,20 +265,23 @@ def test_backoff_is_per_account_and_address_and_doubles(throttle_db):
     )
 
     attacker, colleague = LoginClient("203.0.113.9"), LoginClient("198.51.100.7")
-    _fail(throttle_db, "lead@lab.org", attacker, times=ACCOUNT_BACKOFF.free)
-    assert _allowed(throttle_db, "lead@lab.org", attacker)  # the free failures
-    _fail(throttle_db, "lead@lab.org", attacker)
+    # One clock for the failures and the checks: the waits asserted below are whole seconds
+    # counted from the failure, and a stall of a second between the two would change them.
+    now = datetime.now(UTC)
+    _fail(throttle_db, "lead@lab.org", attacker, times=ACCOUNT_BACKOFF.free, now=now)
+    assert _allowed(throttle_db, "lead@lab.org", attacker, now=now)  # the free failures
+    _fail(throttle_db, "lead@lab.org", attacker, now=now)
     with session_scope(throttle_db) as db, pytest.raises(LoginThrottled) as first:
-        check_login_allowed(db, "k", "LEAD@lab.org ", attacker)  # same account, normalised
-    _fail(throttle_db, "lead@lab.org", attacker)
+        check_login_allowed(db, "k", "LEAD@lab.org ", attacker, now)  # same account, normalised
+    _fail(throttle_db, "lead@lab.org", attacker, now=now)
     with session_scope(throttle_db) as db, pytest.raises(LoginThrottled) as second:
-        check_login_allowed(db, "k", "lead@lab.org", attacker)
+        check_login_allowed(db, "k", "lead@lab.org", attacker, now)
     assert first.value.retry_after_s == 2 and second.value.retry_after_s == 4
     # Not a global lock: the same account from elsewhere, another account from here.
-    assert _allowed(throttle_db, "lead@lab.org", colleague)
-    assert _allowed(throttle_db, "other@lab.org", attacker)
+    assert _allowed(throttle_db, "lead@lab.org", colleague, now=now)
+    assert _allowed(throttle_db, "other@lab.org", attacker, now=now)
     # Waits end, and a day without failures forgets the bucket.
-    later = datetime.now(UTC) + timedelta(seconds=5)
+    later = now + timedelta(seconds=5)
     assert _allowed(throttle_db, "lead@lab.org", attacker, now=later)
     _fail(throttle_db, "lead@lab.org", attacker, now=later + timedelta(days=2))
     assert _allowed(throttle_db, "lead@lab.org", attacker, now=later + timedelta(days=2))

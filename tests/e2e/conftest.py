@@ -29,7 +29,9 @@ from server.studies.simulate import serve_in_thread as serve
 STUDY_YAML = Path(__file__).with_name("study.yaml")
 SLUG = "e2e"
 PROLIFIC_SLUG = "e2e-prolific"  # the same study, completed on Prolific
-TIMEOUT_SLUG = "e2e-timeout"  # the same study with a 1 s limit per trial
+# The same study with a 3 s limit per trial (with 1 s, the trial the test answers was
+# answered ~0.4 s after it appeared: ~0.6 s to spare on a loaded machine).
+TIMEOUT_SLUG = "e2e-timeout"
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update"]
 # CI runs these beside other test workers on a loaded machine: Playwright's defaults (5 s for
@@ -70,7 +72,7 @@ def study_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     timeout_yaml.write_text(
         STUDY_YAML.read_text()
         .replace(f"slug: {SLUG}", f"slug: {TIMEOUT_SLUG}")
-        .replace("completion:", "time_limits:\n  trial_timeout_ms: 1000\ncompletion:")
+        .replace("completion:", "time_limits:\n  trial_timeout_ms: 3000\ncompletion:")
     )
     with session_scope(make_session_factory(engine)) as db:
         setup_study_from_file(db, settings, STUDY_YAML)

@@ -56,6 +56,15 @@ class Participant:
         else:
             self.page.get_by_test_id(testid).click()
 
+    def press_away(self, testid: str) -> None:
+        """Press a button that ends its screen, then wait until that screen has gone. The
+        next one can come a moment after the press (the first one after the instructions
+        asks for fullscreen first): read before then, the page still shows the old screen,
+        and its button would be pressed again as it goes away."""
+        pressed = self.page.get_by_test_id(testid).element_handle()
+        self.press(testid)
+        pressed.wait_for_element_state("hidden")
+
     # --- screens --------------------------------------------------------------------------
     def consent(self) -> None:
         self.press("consent-accept")
@@ -72,7 +81,7 @@ class Participant:
             expect(onward.or_(after).first).to_be_visible()
             if not onward.is_visible():
                 return
-            self.press("instructions-continue")
+            self.press_away("instructions-continue")
 
     def comprehension(self, answers: tuple[int, ...] = (1, 2, 0)) -> None:
         for question, option in enumerate(answers):
@@ -85,7 +94,7 @@ class Participant:
             else:
                 self.page.get_by_test_id(f"comprehension-q{question}-{option}").check()
             expect(self.page.get_by_test_id(f"comprehension-q{question}-{option}")).to_be_checked()
-        self.press("comprehension-submit")
+        self.press_away("comprehension-submit")
 
     def start(self) -> None:
         self.consent()
@@ -142,7 +151,7 @@ class Participant:
             choice, confidence = ANSWERS[len(self.seen) % len(ANSWERS)]
             self.answer_trial(choice, confidence)
         elif screen != "end":
-            self.press(screen)
+            self.press_away(screen)
         return screen
 
     def finish(self, max_steps: int = 80) -> str:
