@@ -13,6 +13,7 @@ import importlib
 import json
 import os
 import threading
+import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -22,6 +23,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, select, text
+from sqlalchemy.exc import DBAPIError
 
 from server.app import create_app
 from server.config import Settings
@@ -50,9 +52,31 @@ def _postgres_database() -> Iterator[str]:
     try:
         yield POSTGRES_URL.rsplit("/", 1)[0] + "/" + name
     finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        _drop_database(admin, name)
         admin.dispose()
+
+
+def _drop_database(admin, name: str, patience_s: float = 60.0) -> None:
+    """Drop a test database, waiting out an autovacuum worker that is on it.
+
+    WITH (FORCE) terminates the other sessions, but PostgreSQL only lets a non-superuser
+    terminate sessions of its own role, and an autovacuum worker has none: the drop then
+    fails with InsufficientPrivilege (it did on CI, after a migration test created every
+    table). The worker finishes a small database in moments, so the drop is retried."""
+    deadline = time.monotonic() + patience_s
+    while True:
+        try:
+            with admin.connect() as conn:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            return
+        except DBAPIError as error:
+            waiting_on_autovacuum = getattr(error.orig, "sqlstate", None) in {
+                "42501",  # insufficient_privilege: a session without our role
+                "55006",  # object_in_use
+            }
+            if not waiting_on_autovacuum or time.monotonic() > deadline:
+                raise
+            time.sleep(0.25)
 
 
 @pytest.fixture(params=DATABASE_BACKENDS)
