@@ -3,12 +3,13 @@ role, and migration 0007 carrying existing 2AFC trials over unchanged."""
 
 from __future__ import annotations
 
+import json
 import uuid
 
 import pytest
 import yaml
 from fastapi.testclient import TestClient
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from server import paradigms
 from server.app import create_app
@@ -57,32 +58,23 @@ def _served(client: TestClient, session: dict) -> dict:
     return reply.json()
 
 
-def _copy_at_0006(source_url: str, target_url: str) -> None:
-    """Every row of `source_url` into a database at revision 0006, in the columns 0006 has."""
-    from sqlalchemy import MetaData, create_engine, insert
+def _downgraded_copy(source_url: str, target_url: str, revision: str) -> None:
+    """The SQLite database at `source_url` copied to `target_url` and downgraded there."""
+    import shutil
 
-    from server.db.migrate import upgrade_database
-    from server.db.models import Base
+    from alembic import command
 
-    upgrade_database(target_url, "0006")
-    source, target = create_engine(source_url), create_engine(target_url)
-    old = MetaData()
-    old.reflect(target)
-    with source.connect() as src, target.begin() as dst:
-        for table in Base.metadata.sorted_tables:
-            if table.name not in old.tables:
-                continue
-            columns = [c for c in table.columns if c.name in old.tables[table.name].columns]
-            rows = [dict(r._mapping) for r in src.execute(select(*columns))]
-            if rows:
-                dst.execute(insert(old.tables[table.name]), rows)
-    source.dispose()
-    target.dispose()
+    from server.db.migrate import alembic_config
+
+    shutil.copyfile(source_url.removeprefix("sqlite:///"), target_url.removeprefix("sqlite:///"))
+    command.downgrade(alembic_config(target_url), revision)
 
 
-def test_migration_0007_carries_2afc_trials_over(tmp_path, study_data_dir, fast_study_yaml):
-    """A 2AFC study with a session, stored at revision 0006, serves and grades the same
-    after upgrading: the role map is filled from the query/reference columns."""
+def test_migrations_carry_2afc_trials_down_and_up(tmp_path, study_data_dir, fast_study_yaml):
+    """A 2AFC study with a session, taken down to revision 0006 (before the seam: trials by
+    query/reference columns), holds each trial's images in those columns (0011's and 0007's
+    downgrades), and after upgrading back (0007 fills the role map, 0011 drops the columns)
+    serves and grades the same."""
     from server.db.migrate import upgrade_database
     from server.studies.service import create_study, generate_study, launch_study
 
@@ -111,7 +103,20 @@ def test_migration_0007_carries_2afc_trials_over(tmp_path, study_data_dir, fast_
         }
     engine.dispose()
 
-    _copy_at_0006(head_url, old_url)
+    _downgraded_copy(head_url, old_url, "0006")
+    with make_engine(old_url).connect() as conn:
+        legacy = {
+            row.id: row
+            for row in conn.execute(
+                text("SELECT id, query_max, query_min, references_max, references_min FROM trials")
+            )
+        }
+    assert set(stored) <= set(legacy)
+    for trial_id, (images, _, _) in stored.items():
+        row = legacy[trial_id]
+        assert (row.query_max, row.query_min) == (images["query_max"], images["query_min"])
+        assert json.loads(row.references_max) == images["references_max"]
+        assert json.loads(row.references_min) == images["references_min"]
     upgrade_database(old_url)
     settings = Settings(database_url=old_url, data_dir=study_data_dir, secret_key="k")
     engine = make_engine(old_url)
@@ -152,7 +157,6 @@ def test_downgrades_keep_participant_rows_on_sqlite(tmp_path, study_data_dir, fa
     """Batch migrations copy and drop tables on SQLite; with foreign keys on, that drop would
     cascade into sessions and assignments. Downgrading to the first schema keeps them all."""
     from alembic import command
-    from sqlalchemy import text
 
     from server.db.migrate import alembic_config, upgrade_database
     from server.studies.service import create_study, generate_study, launch_study

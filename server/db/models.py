@@ -189,11 +189,9 @@ class Stimulus(Base):
 
 class Trial(Base):
     """A trial of some paradigm (server/paradigms): its images by role, the two roles offered
-    as choices and the role of the right one (kept server-side). Serving and grading read
-    only `images`, `choices` and `answer`, and so do export, analysis and the MIS fit. The
-    query/reference columns are write-only: filled by `paradigms.base.trial_row` (the
-    answer query as query_max) because they are NOT NULL with foreign keys, and dropping
-    them on SQLite means a table rebuild that would cascade-delete every assignment."""
+    as choices and the role of the right one (kept server-side). Serving, grading, export,
+    analysis and the MIS fit all read the trial through `images`, `choices` and `answer`;
+    the 2AFC-shaped query/reference columns that predate the seam were dropped (0011)."""
 
     __tablename__ = "trials"
 
@@ -203,11 +201,6 @@ class Trial(Base):
     kind: Mapped[str] = mapped_column(String(20))  # main | practice | catch
     condition: Mapped[str] = mapped_column(String(30))  # natural | synthetic | mixed | none
     slot: Mapped[int] = mapped_column(Integer, default=0)  # position in the design
-    query_max: Mapped[str] = mapped_column(ForeignKey("images.sha256"))
-    query_min: Mapped[str] = mapped_column(ForeignKey("images.sha256"))
-    references_max: Mapped[list[Any]] = mapped_column(default=list)
-    references_min: Mapped[list[Any]] = mapped_column(default=list)
-    base_image: Mapped[str | None] = mapped_column(ForeignKey("images.sha256"), nullable=True)
     details: Mapped[dict[str, Any]] = mapped_column(default=dict)
     # issue 21 (0007): the paradigm seam.
     paradigm: Mapped[str] = mapped_column(String(30), default="imi", server_default="imi")

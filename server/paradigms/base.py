@@ -85,7 +85,7 @@ def trial_row(
 ) -> Trial:
     """A Trial from its images by role. `answer` is the role of the right choice, one of
     `choices`; list-valued roles are reference sets (shuffled per session as shown),
-    string-valued ones single images. The legacy query/reference columns are filled too."""
+    string-valued ones single images."""
     from server.db.models import Trial
 
     if answer not in choices or len(choices) != 2:
@@ -93,7 +93,6 @@ def trial_row(
     missing = [r for r in choices if not isinstance(images.get(r), str)]
     if missing:
         raise ValueError(f"choice role(s) {missing} need one image each in `images`")
-    other = choices[1] if answer == choices[0] else choices[0]
     return Trial(
         study_id=study_id,
         paradigm=paradigm,
@@ -104,11 +103,6 @@ def trial_row(
         images=images,
         choices=list(choices),
         answer=answer,
-        query_max=images[answer],
-        query_min=images[other],
-        references_max=list(images.get("references_max", [])),
-        references_min=list(images.get("references_min", [])),
-        base_image=images.get("base") if isinstance(images.get("base"), str) else None,
         details=details,
     )
 

@@ -188,10 +188,10 @@ def import_imi_study(
     for row in rows:
         for trial_row in row:
             for role, shas in (
-                ("query_max", [trial_row.query_max]),
-                ("query_min", [trial_row.query_min]),
-                ("reference_max", trial_row.references_max),
-                ("reference_min", trial_row.references_min),
+                ("query_max", [trial_row.images["query_max"]]),
+                ("query_min", [trial_row.images["query_min"]]),
+                ("reference_max", trial_row.images["references_max"]),
+                ("reference_min", trial_row.images["references_min"]),
             ):
                 for rank, sha in enumerate(shas):
                     db.add(
