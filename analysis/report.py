@@ -47,6 +47,8 @@ class Analysis:
     # A paradigm's own tables, when the responses carry its columns (issue 21: occlusion's
     # accuracy by activation difference), by name.
     paradigm_tables: dict = field(default_factory=dict)
+    # What the reader must know to read the intervals right (empty when nothing).
+    caveat: str = ""
 
 
 def analyze(
@@ -83,8 +85,11 @@ def analyze(
     compare_resamples = n_resamples if score == "crossed" else 1000
     comparisons = compare_levels(scored, "condition", n_resamples=compare_resamples, seed=seed)
     unit_tests = {}
+    caveat = ""
     if (scored["unit"] != "").any():
         unit_tests["condition"] = unit_rank_tests(scored, "condition")
+    elif score == "crossed":
+        caveat = NO_UNITS_CAVEAT
     if "by_model" in tables:
         comparisons += compare_levels(scored, "model", n_resamples=compare_resamples, seed=seed)
         unit_tests["model"] = unit_rank_tests(scored, "model")
@@ -100,7 +105,16 @@ def analyze(
         n_resamples=n_resamples,
         unit_tests=unit_tests,
         paradigm_tables=occlusion.tables(scored, n_resamples=n_resamples, seed=seed, score=score),
+        caveat=caveat,
     )
+
+
+# A response file without a unit column turns the crossed bootstrap into a participants-only
+# one: its interval is then too narrow for a population of units (issue 19), so say so.
+NO_UNITS_CAVEAT = (
+    "the responses carry no unit, so the interval resamples participants only and treats "
+    "the units shown as fixed; map a unit column (unit=COL) to resample units too"
+)
 
 
 SCORE_DESCRIPTIONS = {
@@ -115,7 +129,8 @@ SCORE_DESCRIPTIONS = {
 def score_note(result: Analysis) -> str:
     """One line saying how every number was produced."""
     resamples = f", {result.n_resamples} resamples" if result.n_resamples else ""
-    return f"score: {result.score} ({SCORE_DESCRIPTIONS[result.score]}{resamples})"
+    caveat = f"; note: {result.caveat}" if result.caveat else ""
+    return f"score: {result.score} ({SCORE_DESCRIPTIONS[result.score]}{resamples}){caveat}"
 
 
 def _clean(value):
@@ -150,6 +165,7 @@ def to_json(result: Analysis) -> dict:
             "definition": result.score,
             "n_resamples": result.n_resamples,
             "description": SCORE_DESCRIPTIONS[result.score],
+            "caveat": result.caveat or None,
         },
         "by_condition": by_condition,
     }

@@ -191,7 +191,8 @@ def test_borowski_raw_data_layout_with_the_borowski_definition(tmp_path):
     experiment_I_main_practice_catch_repeated_trials_preprocessed.csv: an unnamed index,
     subject_id, instr_type natural/optimized/none_pre, trial_type practice/main,
     catch_trial, correct) through `analyze --responses ... --score borowski`. The real
-    file is not shipped here; this small table in its layout has hand-computed answers."""
+    file is not shipped here (it gives natural 0.922 / optimized 0.820, README); this small
+    table in its layout has hand-computed answers."""
     rows = []
     correct = {  # subject -> condition -> main-trial answers
         1: {"natural": [1, 1, 1, 0], "optimized": [1, 0, 1, 0]},
@@ -225,3 +226,27 @@ def test_borowski_raw_data_layout_with_the_borowski_definition(tmp_path):
             (np.mean(means) - 2 * sem, np.mean(means) + 2 * sem)
         )
         assert (row["score"], row["n_resamples"], row["n_participants"]) == ("borowski", 0, 3)
+    assert json.loads(result.output)["score"]["caveat"] is None  # +-2 SEM: no units needed
+
+
+def test_crossed_score_without_units_says_its_interval_ignores_units(tmp_path):
+    """Without a unit column the crossed bootstrap can only resample participants; the
+    output says so, and mapping the unit column removes the note."""
+    path = tmp_path / "responses.csv"
+    synthetic_responses(20, 3, 30, 1200, seed=2).to_csv(path, index=False)
+    columns = "participant=participant,condition=condition,correct=correct"
+    without = runner.invoke(
+        app, ["analyze", "--responses", str(path), "--columns", columns, "--format", "json"]
+    )
+    assert without.exit_code == 0, without.output
+    assert "resamples participants only" not in without.output  # the file has `unit`
+    path.write_text(pd.read_csv(path).drop(columns="unit").to_csv(index=False))
+    table = runner.invoke(app, ["analyze", "--responses", str(path), "--bootstrap", "100"])
+    assert table.exit_code == 0, table.output
+    assert "note: the responses carry no unit" in table.output.splitlines()[1]
+    data = json.loads(
+        runner.invoke(
+            app, ["analyze", "--responses", str(path), "--bootstrap", "100", "--format", "json"]
+        ).output
+    )
+    assert data["score"]["caveat"].startswith("the responses carry no unit")
