@@ -17,7 +17,7 @@ from analysis.columns import parse_bool, require_columns, standardise
 from server.config import Settings
 from server.db import models as m
 from server.errors import AppError, NotFound
-from server.paradigms.base import other_choice
+from server.paradigms.base import right_and_wrong
 
 #: Export columns, one row per trial (jsPsych's long format plus our ids).
 EXPORT_COLUMNS = (
@@ -174,7 +174,7 @@ def _export_frame(rows: Sequence[Any], columns: dict[str, str]) -> pd.DataFrame:
     # The right and the wrong choice's image, read from the trial's role map like serving
     # and grading do (export names them stimulus_max/min: the right one is the "max" query).
     right_wrong = [
-        (images[answer], images[other_choice(choices, answer)])
+        right_and_wrong(images, choices, answer)
         for images, choices, answer in zip(
             frame["images"], frame.pop("choices"), frame.pop("answer"), strict=True
         )

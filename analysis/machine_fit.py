@@ -20,7 +20,7 @@ from server.config import Settings
 from server.db.models import Trial
 from server.db.session import session_scope
 from server.errors import AppError
-from server.paradigms.base import other_choice
+from server.paradigms.base import right_and_wrong
 from server.stimuli.store import ImageStore
 from server.studies.observers.backends import make_backend
 from server.studies.observers.similarity import delta_differences
@@ -77,8 +77,8 @@ def _two_afc_roles(trial: Trial) -> tuple[list[str], list[str], str, str]:
             f"trial {trial.id} ({trial.paradigm}, {trial.condition}) has no max and min "
             "reference sets; the similarity observer's alpha is fitted on trials that show both"
         )
-    wrong = other_choice(list(trial.choices), trial.answer)
-    return list(refs_max), list(refs_min), images[trial.answer], images[wrong]
+    right, wrong = right_and_wrong(images, list(trial.choices), trial.answer)
+    return list(refs_max), list(refs_min), right, wrong
 
 
 def fit_study_alpha(

@@ -107,8 +107,11 @@ def trial_row(
     )
 
 
-def other_choice(choices: list[str], answer: str) -> str:
-    return choices[1] if choices[0] == answer else choices[0]
+def right_and_wrong(images: dict[str, Any], choices: list[str], answer: str) -> tuple[str, str]:
+    """(right image, wrong image) of a trial, from its role map: the one place that reads
+    which choice is the answer, for serving, export and the MIS fit alike."""
+    other = choices[1] if choices[0] == answer else choices[0]
+    return images[answer], images[other]
 
 
 Kind = Literal["main", "practice", "catch"]

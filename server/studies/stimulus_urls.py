@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from server.auth import keyed_hash
 from server.db.models import Assignment, Trial
+from server.paradigms.base import right_and_wrong
 from server.stimuli.padding import MIN_PAD
 from server.stimuli.store import ImageStore
 
@@ -39,8 +40,7 @@ def choice_images(
 ) -> tuple[str, str]:
     """(image shown as a, image shown as b) of a trial: the answer's side is the
     assignment's (`Assignment.max_is_a`: the right choice is shown as a)."""
-    other = choices[1] if choices[0] == answer else choices[0]
-    right, wrong = images[answer], images[other]
+    right, wrong = right_and_wrong(images, choices, answer)
     return (right, wrong) if answer_is_a else (wrong, right)
 
 
